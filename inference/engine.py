@@ -1,0 +1,148 @@
+"""The step interface every synthesis engine implements.
+
+The scheduler (``inference.scheduler``) drives an engine with one call per tick::
+
+    plan = schedule(state)            # the scheduler: which requests, which kind of work
+    result = engine.execute(plan)     # the engine: tensors in, audio out
+    update(state, plan, result)       # the scheduler: deadlines, outputs, finished requests
+
+Plans and results are plain frozen dataclasses. The scheduler never touches tensors; the engine never
+sees sessions, deadlines or sockets. Per-request model state (phonemes, latents, KV caches) lives in the
+engine, keyed by ``RequestId``, from the ``PrefillItem`` that creates it until the ``release`` call
+that frees it. Every method is called from the one model thread that owns the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NewType, Protocol, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+RequestId = NewType("RequestId", int)
+"""One speakable unit of text (a clause or sentence) being synthesised."""
+
+FloatAudio = npt.NDArray[np.float32]
+"""Mono float32 samples in [-1, 1] at the engine's ``sample_rate_hz``."""
+
+
+@dataclass(frozen=True)
+class SynthesisUnit:
+    """One unit of already-normalised text to speak in one voice.
+
+    ``voice`` is the engine's own voice name (``joe`` for ``piper:joe``), already resolved by the
+    session layer. ``speed`` > 1 speaks faster (1.0 is the voice's natural rate).
+    """
+
+    text: str
+    voice: str
+    speed: float = 1.0
+    style: tuple[float, ...] | None = None
+    """Engine-specific voice parameters (e.g. a Kokoro style vector); None for stock voices."""
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """Where one word sits in a unit's audio, in milliseconds from the unit's first sample."""
+
+    word: str
+    start_ms: float
+    end_ms: float
+
+
+@dataclass(frozen=True)
+class PrefillItem:
+    """Create state for a new request (text analysis, encoder pass, KV-cache fill)."""
+
+    request_id: RequestId
+    unit: SynthesisUnit
+
+
+@dataclass(frozen=True)
+class DecodeItem:
+    """Advance an already-prefilled request by one step of the engine's own granularity.
+
+    For a chunked vocoder that is the next decoder chunk; for an autoregressive model it is one
+    token (audio leaves every few tokens).
+    """
+
+    request_id: RequestId
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """The work of one tick. Any of the tuples may be empty; an empty plan is never executed."""
+
+    prefills: tuple[PrefillItem, ...] = ()
+    decodes: tuple[DecodeItem, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.prefills) + len(self.decodes)
+
+
+@dataclass(frozen=True)
+class RequestOutput:
+    """What one request produced in one tick.
+
+    ``audio`` may be empty (a prefill, or an autoregressive token that completed no audio window).
+    ``words`` carries timings of words whose audio is complete, relative to the request's first
+    sample. ``finished`` is set on the request's last output; the engine keeps its state until
+    ``release``.
+    """
+
+    request_id: RequestId
+    audio: FloatAudio
+    words: tuple[WordTiming, ...] = ()
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class RequestFailure:
+    """A request the engine could not serve (e.g. text it cannot phonemise). Not a crash."""
+
+    request_id: RequestId
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    outputs: tuple[RequestOutput, ...] = ()
+    failures: tuple[RequestFailure, ...] = ()
+    prefill_s: float = 0.0
+    """Wall time spent on the plan's prefills (the scheduler learns its cost model from these)."""
+    decode_s: float = 0.0
+    """Wall time spent on the plan's decodes."""
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A synthesis model behind the step interface. Not thread-safe: one model thread owns it."""
+
+    @property
+    def name(self) -> str:
+        """Engine name, the prefix of its voice ids (``piper`` in ``piper:joe``)."""
+        ...
+
+    @property
+    def sample_rate_hz(self) -> int: ...
+
+    def voices(self) -> Sequence[str]:
+        """Voice names this engine serves (without the engine prefix)."""
+        ...
+
+    def warmup(self) -> None:
+        """Run the model once on a short text so the first real request pays no start-up cost."""
+        ...
+
+    def execute(self, plan: EnginePlan) -> EngineResult:
+        """Run one tick. Prefills come before decodes; a request prefilled in this plan is not
+        decoded in the same plan. Raises only for bugs; a request-level problem is a
+        ``RequestFailure`` in the result."""
+        ...
+
+    def release(self, request_id: RequestId) -> None:
+        """Free a request's state (finished, failed or cancelled). Unknown ids are ignored."""
+        ...
