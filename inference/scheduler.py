@@ -1,0 +1,614 @@
+"""Deadline-aware continuous-batching scheduler: many live voices on one shared model.
+
+The algorithm, in one place
+---------------------------
+A *stream* is one utterance stream of one client (a context): an ordered queue of text units, each of
+which becomes one engine request when it reaches the head of the queue. Audio of a stream leaves in unit
+order.
+
+Every stream has a *playout clock*: ``playout_end``, the monotonic time at which its client will have
+played all audio sent so far. Each piece of audio of ``d`` seconds moves it to
+``max(playout_end, now) + d`` (a client that ran dry restarts playout when audio arrives). From it:
+
+* deadline: when the client is playing (``playout_end > now``) the stream must get audio before
+  ``playout_end - safety_margin_s``; when it is silent (a new utterance, or one that ran dry waiting
+  for text) its head unit is due at once, so its deadline is the time the unit was submitted
+  (first audio of new utterances first, oldest first among them);
+* lead: a stream already ``max_lead_s`` ahead of its playout is left alone, so spare compute goes to
+  the streams that need it and output memory stays bounded.
+
+Each tick is three calls (see ``inference.engine``)::
+
+    plan = schedule(state, now)        # earliest deadlines first, up to max_batch items, within the
+                                       # step budget (learned cost per prefill / decode item)
+    result = engine.execute(plan)      # one batched model call per kind of work
+    events = update(state, plan, result, now)   # playout clocks, finished units, events to sinks
+
+New streams and units are admitted, and cancelled ones dropped, only between ticks (continuous
+batching; a cancelled stream costs nothing after the tick in flight). Earliest-deadline-first cannot
+starve a stream: a playing stream's deadline is fixed in time while newcomers' deadlines are their
+(later) arrival times.
+
+Admission: a stream that has work or is playing consumes about one second of audio per second. The
+scheduler learns its engine's throughput (audio seconds per busy second) and refuses a new stream with
+a typed ``Refusal`` when admitting it would push demand over ``admission_utilization`` of that
+throughput (or past ``max_streams``), rather than accept work whose deadlines it cannot meet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from inference.engine import (
+    DecodeItem,
+    Engine,
+    EnginePlan,
+    EngineResult,
+    FloatAudio,
+    PrefillItem,
+    RequestFailure,
+    RequestId,
+    RequestOutput,
+    SynthesisUnit,
+    WordTiming,
+)
+
+log = logging.getLogger(__name__)
+
+StreamId = int
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_batch: int = 8
+    """Most requests in one tick."""
+    step_budget_ms: float = 120.0
+    """Target wall time of one tick; bounds how long a new utterance waits for the next tick."""
+    max_lead_s: float = 8.0
+    """A stream this far ahead of its client's playout gets no more compute until it plays down."""
+    safety_margin_s: float = 0.5
+    """A playing stream is due this long before its client would run dry."""
+    max_streams: int = 64
+    """Hard cap on streams with work at once (memory bound), whatever the throughput."""
+    admission_utilization: float | None = 0.9
+    """Admit while demand stays under this fraction of the measured throughput. None turns the
+    throughput rule off (engines whose throughput grows with batch size, e.g. on a GPU), leaving
+    ``max_streams`` as the only bound."""
+    inbox_size: int = 4096
+    """Bound of the queue that carries submissions from the event loop to the model thread."""
+
+
+# --- events the scheduler hands to a stream's sink (called on the model thread) -------------------
+
+
+@dataclass(frozen=True)
+class UnitAudio:
+    stream_id: StreamId
+    unit_index: int
+    audio: FloatAudio
+    words: tuple[WordTiming, ...]
+    unit_finished: bool
+
+
+@dataclass(frozen=True)
+class UnitFailed:
+    stream_id: StreamId
+    unit_index: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StreamFinished:
+    stream_id: StreamId
+
+
+StreamEvent = UnitAudio | UnitFailed | StreamFinished
+Sink = Callable[[StreamEvent], None]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Capacity said no. ``code`` is the client-visible error code."""
+
+    code: str
+    message: str
+
+
+class SchedulerObserver(Protocol):
+    def tick(self, plan_size: int, duration_s: float) -> None: ...
+
+
+# --- state -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Unit:
+    index: int
+    unit: SynthesisUnit
+    submitted_at: float
+    request_id: RequestId | None = None
+    prefilled: bool = False
+
+
+@dataclass
+class _Stream:
+    id: StreamId
+    sink: Sink
+    units: deque[_Unit] = field(default_factory=deque)
+    ended: bool = False
+    playout_end: float = 0.0
+    next_unit_index: int = 0
+
+    def busy(self, now: float) -> bool:
+        return bool(self.units) or self.playout_end > now
+
+
+@dataclass
+class CostModel:
+    """Exponentially weighted wall time per prefill item and per decode item, learned from results."""
+
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    alpha: float = 0.2
+
+    def learn(self, plan: EnginePlan, result: EngineResult) -> None:
+        if plan.prefills:
+            self.prefill_s = self._mix(self.prefill_s, result.prefill_s / len(plan.prefills))
+        if plan.decodes:
+            self.decode_s = self._mix(self.decode_s, result.decode_s / len(plan.decodes))
+
+    def _mix(self, old: float, new: float) -> float:
+        return new if old == 0.0 else (1 - self.alpha) * old + self.alpha * new
+
+
+@dataclass
+class Throughput:
+    """Audio seconds produced per second of engine time (EWMA over ticks that produced audio)."""
+
+    audio_s_per_s: float = 0.0
+    alpha: float = 0.05
+
+    def learn(self, audio_s: float, busy_s: float) -> None:
+        if busy_s <= 0 or audio_s <= 0:
+            return
+        rate = audio_s / busy_s
+        if self.audio_s_per_s == 0.0:
+            self.audio_s_per_s = rate
+        else:
+            self.audio_s_per_s = (1 - self.alpha) * self.audio_s_per_s + self.alpha * rate
+
+
+@dataclass
+class SchedulerState:
+    """Everything the scheduling decisions read and write. Owned by the model thread."""
+
+    config: SchedulerConfig
+    sample_rate_hz: int
+    streams: dict[StreamId, _Stream] = field(default_factory=dict)
+    by_request: dict[RequestId, StreamId] = field(default_factory=dict)
+    cost: CostModel = field(default_factory=CostModel)
+    throughput: Throughput = field(default_factory=Throughput)
+    _request_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_request_id(self) -> RequestId:
+        return RequestId(next(self._request_ids))
+
+    def busy_streams(self, now: float) -> int:
+        return sum(1 for s in self.streams.values() if s.busy(now))
+
+    def queued_units(self) -> int:
+        return sum(sum(1 for u in s.units if not u.prefilled) for s in self.streams.values())
+
+
+# --- the three calls of a tick ------------------------------------------------------------------
+
+
+def deadline(stream: _Stream, now: float, config: SchedulerConfig) -> float:
+    """When the stream's head unit must next make progress (see the module note)."""
+    if stream.playout_end > now:
+        return stream.playout_end - config.safety_margin_s
+    return stream.units[0].submitted_at
+
+
+def schedule(state: SchedulerState, now: float) -> EnginePlan:
+    """Pick the most urgent work for one tick. Pure with respect to the engine; assigns request ids
+    to head units reaching the engine for the first time."""
+    config = state.config
+    runnable = [
+        s for s in state.streams.values()
+        if s.units and s.playout_end - now < config.max_lead_s
+    ]
+    runnable.sort(key=lambda s: deadline(s, now, config))
+    prefills: list[PrefillItem] = []
+    decodes: list[DecodeItem] = []
+    budget_s = config.step_budget_ms / 1000.0
+    spent_s = 0.0
+    for stream in runnable[: config.max_batch]:
+        head = stream.units[0]
+        cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
+        if prefills or decodes:
+            if spent_s + cost > budget_s:
+                continue
+        spent_s += cost
+        if head.prefilled:
+            assert head.request_id is not None
+            decodes.append(DecodeItem(head.request_id))
+        else:
+            if head.request_id is None:
+                head.request_id = state.new_request_id()
+                state.by_request[head.request_id] = stream.id
+            prefills.append(PrefillItem(head.request_id, head.unit))
+    return EnginePlan(prefills=tuple(prefills), decodes=tuple(decodes))
+
+
+def update(
+    state: SchedulerState, plan: EnginePlan, result: EngineResult, now: float
+) -> tuple[list[tuple[Sink, StreamEvent]], list[RequestId]]:
+    """Apply a tick's result. Returns the events to deliver (with their sinks) and the request ids
+    whose engine state can be released."""
+    state.cost.learn(plan, result)
+    for item in plan.prefills:
+        stream = _stream_of(state, item.request_id)
+        if stream is not None and stream.units and stream.units[0].request_id == item.request_id:
+            stream.units[0].prefilled = True
+    events: list[tuple[Sink, StreamEvent]] = []
+    released: list[RequestId] = []
+    audio_s = 0.0
+    for out in result.outputs:
+        audio_s += _apply_output(state, out, now, events, released)
+    for failure in result.failures:
+        _apply_failure(state, failure, events, released)
+    state.throughput.learn(audio_s, result.prefill_s + result.decode_s)
+    return events, released
+
+
+def _stream_of(state: SchedulerState, request_id: RequestId) -> _Stream | None:
+    stream_id = state.by_request.get(request_id)
+    return None if stream_id is None else state.streams.get(stream_id)
+
+
+def _apply_output(
+    state: SchedulerState,
+    out: RequestOutput,
+    now: float,
+    events: list[tuple[Sink, StreamEvent]],
+    released: list[RequestId],
+) -> float:
+    stream = _stream_of(state, out.request_id)
+    if stream is None or not stream.units or stream.units[0].request_id != out.request_id:
+        released.append(out.request_id)  # cancelled while in flight: drop silently, free state
+        return 0.0
+    duration_s = len(out.audio) / state.sample_rate_hz
+    if duration_s > 0:
+        stream.playout_end = max(stream.playout_end, now) + duration_s
+    head = stream.units[0]
+    if duration_s > 0 or out.words or out.finished:
+        events.append((stream.sink, UnitAudio(stream.id, head.index, out.audio, out.words,
+                                              out.finished)))
+    if out.finished:
+        _pop_head(state, stream, events, released)
+    return duration_s
+
+
+def _apply_failure(
+    state: SchedulerState,
+    failure: RequestFailure,
+    events: list[tuple[Sink, StreamEvent]],
+    released: list[RequestId],
+) -> None:
+    stream = _stream_of(state, failure.request_id)
+    if stream is None or not stream.units or stream.units[0].request_id != failure.request_id:
+        released.append(failure.request_id)
+        return
+    events.append((stream.sink, UnitFailed(stream.id, stream.units[0].index, failure.code,
+                                           failure.message)))
+    _pop_head(state, stream, events, released)
+
+
+def _pop_head(
+    state: SchedulerState,
+    stream: _Stream,
+    events: list[tuple[Sink, StreamEvent]],
+    released: list[RequestId],
+) -> None:
+    head = stream.units.popleft()
+    if head.request_id is not None:
+        state.by_request.pop(head.request_id, None)
+        released.append(head.request_id)
+    _finish_if_done(state, stream, events)
+
+
+def _finish_if_done(
+    state: SchedulerState, stream: _Stream, events: list[tuple[Sink, StreamEvent]]
+) -> None:
+    if stream.ended and not stream.units:
+        events.append((stream.sink, StreamFinished(stream.id)))
+        del state.streams[stream.id]
+
+
+# --- control operations, applied between ticks ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Open:
+    stream_id: StreamId
+    sink: Sink
+
+
+@dataclass(frozen=True)
+class _Submit:
+    stream_id: StreamId
+    unit: SynthesisUnit
+    submitted_at: float
+
+
+@dataclass(frozen=True)
+class _End:
+    stream_id: StreamId
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    stream_id: StreamId
+
+
+_Control = _Open | _Submit | _End | _Cancel
+
+
+def apply_control(
+    state: SchedulerState, op: _Control
+) -> tuple[list[tuple[Sink, StreamEvent]], list[RequestId]]:
+    """Apply one control operation. Returns events to deliver and request ids to release."""
+    events: list[tuple[Sink, StreamEvent]] = []
+    released: list[RequestId] = []
+    if isinstance(op, _Open):
+        state.streams[op.stream_id] = _Stream(op.stream_id, op.sink)
+        return events, released
+    stream = state.streams.get(op.stream_id)
+    if stream is None:
+        return events, released  # already finished or cancelled: nothing to do
+    if isinstance(op, _Submit):
+        stream.units.append(_Unit(stream.next_unit_index, op.unit, op.submitted_at))
+        stream.next_unit_index += 1
+    elif isinstance(op, _End):
+        stream.ended = True
+        _finish_if_done(state, stream, events)
+    elif isinstance(op, _Cancel):
+        for unit in stream.units:
+            if unit.request_id is not None:
+                state.by_request.pop(unit.request_id, None)
+                released.append(unit.request_id)
+        del state.streams[op.stream_id]
+    return events, released
+
+
+# --- the model thread ------------------------------------------------------------------------------
+
+
+class SchedulerStopped(RuntimeError):
+    pass
+
+
+class Scheduler:
+    """Runs one engine on its own thread and serves many streams.
+
+    ``open_stream``, ``submit``, ``end_stream`` and ``cancel`` are thread-safe and never block: they
+    post to a bounded inbox that the model thread drains between ticks. Sinks are called on the model
+    thread and must not block (the asyncio side hands events to its loop with
+    ``call_soon_threadsafe``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: SchedulerConfig | None = None,
+        observer: SchedulerObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.config = config or SchedulerConfig()
+        self._observer = observer
+        self._clock = clock
+        self._state = SchedulerState(self.config, engine.sample_rate_hz)
+        self._inbox: queue.Queue[_Control] = queue.Queue(self.config.inbox_size)
+        self._stream_ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._open_streams = 0  # streams opened and not yet finished/cancelled (any thread)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.ready = threading.Event()
+        self.failed: BaseException | None = None
+        # Published by the model thread for readers on other threads (plain ints/floats: atomic).
+        self.busy_streams = 0
+        self.queue_depth = 0
+
+    # lifecycle
+
+    def start(self) -> None:
+        """Start the model thread; it warms the engine up, then sets ``ready``."""
+        if self._thread is not None:
+            raise RuntimeError("scheduler already started")
+        self._thread = threading.Thread(target=self._run, name=f"model-{self.engine.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # control (any thread)
+
+    @property
+    def throughput_audio_s_per_s(self) -> float:
+        return self._state.throughput.audio_s_per_s
+
+    def capacity_streams(self) -> float:
+        """How many concurrently playing streams the measured throughput can carry."""
+        rate = self._state.throughput.audio_s_per_s
+        if rate == 0.0 or self.config.admission_utilization is None:
+            return float(self.config.max_streams)
+        return min(float(self.config.max_streams), rate * self.config.admission_utilization)
+
+    def open_stream(self, sink: Sink) -> StreamId | Refusal:
+        """Admit a new stream, or refuse it when its deadlines could not be met."""
+        if self._stopping.is_set() or not self.ready.is_set():
+            return Refusal("server_busy", "the synthesis engine is not ready")
+        with self._lock:
+            demand = max(self.busy_streams, 0) + 1
+            if self._open_streams >= self.config.max_streams or demand > self.capacity_streams():
+                return Refusal(
+                    "server_busy",
+                    f"at capacity: {self.busy_streams} streams active, about "
+                    f"{self.capacity_streams():.0f} can be served in real time",
+                )
+            self._open_streams += 1
+            stream_id = next(self._stream_ids)
+        self._post(_Open(stream_id, sink))
+        return stream_id
+
+    def submit(self, stream_id: StreamId, unit: SynthesisUnit) -> None:
+        self._post(_Submit(stream_id, unit, self._clock()))
+
+    def end_stream(self, stream_id: StreamId) -> None:
+        """No more units will come; ``StreamFinished`` follows the last unit's audio."""
+        self._post(_End(stream_id))
+
+    def cancel(self, stream_id: StreamId) -> None:
+        """Drop the stream's queued and in-flight work at the next tick boundary. No event follows;
+        output of the tick in flight may still reach the sink and must be ignored by the caller."""
+        self._post(_Cancel(stream_id))
+
+    def _post(self, op: _Control) -> None:
+        if self._stopping.is_set():
+            raise SchedulerStopped("scheduler is stopped")
+        self._inbox.put_nowait(op)  # queue.Full is a bug: the inbox bound is far above any load
+
+    # the model thread
+
+    def _run(self) -> None:
+        try:
+            self.engine.warmup()
+            self._learn_from_warmup()
+        except BaseException as exc:  # noqa: BLE001 - reported through .failed and /readyz
+            log.exception("engine %s failed to warm up", self.engine.name)
+            self.failed = exc
+            return
+        self.ready.set()
+        while not self._stopping.is_set():
+            self._drain_inbox(self._idle_wait_s())
+            self._tick()
+
+    def _learn_from_warmup(self) -> None:
+        """Calibrate cost and throughput with one short real request so admission starts informed."""
+        rid = RequestId(0)
+        unit = SynthesisUnit(text=_WARMUP_TEXT, voice=self.engine.voices()[0])
+        t0 = time.perf_counter()
+        result = self.engine.execute(EnginePlan(prefills=(PrefillItem(rid, unit),)))
+        audio_s = 0.0
+        busy_s = result.prefill_s
+        finished = False
+        for _ in range(10_000):
+            if finished or time.perf_counter() - t0 > 30:
+                break
+            step = self.engine.execute(EnginePlan(decodes=(DecodeItem(rid),)))
+            self._state.cost.learn(EnginePlan(decodes=(DecodeItem(rid),)), step)
+            busy_s += step.decode_s
+            for out in step.outputs:
+                audio_s += len(out.audio) / self.engine.sample_rate_hz
+                finished = finished or out.finished
+            finished = finished or bool(step.failures)
+        self._state.cost.learn(EnginePlan(prefills=(PrefillItem(rid, unit),)), result)
+        self._state.throughput.learn(audio_s, busy_s)
+        self.engine.release(rid)
+
+    def _idle_wait_s(self) -> float:
+        """How long the thread may block on the inbox: 0 with work to do, else until the first
+        stream that is too far ahead comes back within ``max_lead_s`` (at most 50 ms)."""
+        now = self._clock()
+        state = self._state
+        waits = [
+            s.playout_end - now - self.config.max_lead_s
+            for s in state.streams.values() if s.units
+        ]
+        if not waits:
+            return 0.05
+        return max(0.0, min(0.05, min(waits)))
+
+    def _drain_inbox(self, wait_s: float) -> None:
+        try:
+            op = self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._apply(op)
+            try:
+                op = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _apply(self, op: _Control) -> None:
+        if isinstance(op, _Cancel) and op.stream_id in self._state.streams:
+            self._stream_closed()
+        events, released = apply_control(self._state, op)
+        self._deliver(events)
+        self._release(released)
+
+    def _tick(self) -> None:
+        now = self._clock()
+        plan = schedule(self._state, now)
+        self._publish(now)
+        if plan.size == 0:
+            return
+        t0 = time.perf_counter()
+        try:
+            result = self.engine.execute(plan)
+        except Exception:  # a bug in the engine: fail this tick's requests, keep serving the rest
+            log.exception("engine %s failed a tick of %d items", self.engine.name, plan.size)
+            result = _failed_result(plan)
+        duration_s = time.perf_counter() - t0
+        if self._observer is not None:
+            self._observer.tick(plan.size, duration_s)
+        events, released = update(self._state, plan, result, self._clock())
+        self._deliver(events)
+        self._release(released)
+
+    def _deliver(self, events: list[tuple[Sink, StreamEvent]]) -> None:
+        for sink, event in events:
+            if isinstance(event, StreamFinished):
+                self._stream_closed()
+            try:
+                sink(event)
+            except Exception:  # a sink bug must not stop other streams' audio
+                log.exception("stream sink failed on %s", type(event).__name__)
+
+    def _release(self, request_ids: list[RequestId]) -> None:
+        for request_id in request_ids:
+            self.engine.release(request_id)
+
+    def _stream_closed(self) -> None:
+        with self._lock:
+            self._open_streams -= 1
+
+    def _publish(self, now: float) -> None:
+        self.busy_streams = self._state.busy_streams(now)
+        self.queue_depth = self._state.queued_units()
+
+
+_WARMUP_TEXT = "This is a short warm up sentence to measure speed."
+
+
+def _failed_result(plan: EnginePlan) -> EngineResult:
+    ids = [p.request_id for p in plan.prefills] + [d.request_id for d in plan.decodes]
+    return EngineResult(failures=tuple(
+        RequestFailure(rid, "internal_error", "the engine failed on this request") for rid in ids
+    ))
+

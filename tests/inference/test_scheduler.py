@@ -1,0 +1,340 @@
+"""The scheduler against a fake engine: deadline order, admission, cancel, no starvation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from inference.engine import SynthesisUnit
+from inference.scheduler import (
+    Refusal,
+    Scheduler,
+    SchedulerConfig,
+    SchedulerState,
+    StreamEvent,
+    StreamFinished,
+    UnitAudio,
+    UnitFailed,
+    _Cancel,
+    _End,
+    _Open,
+    _Submit,
+    apply_control,
+    schedule,
+    update,
+)
+from tests.inference.fake_engine import FakeEngine
+
+
+def unit(text: str) -> SynthesisUnit:
+    return SynthesisUnit(text=text, voice="v")
+
+
+@dataclass
+class Harness:
+    """Drives the scheduler's pure core with a manual clock, the way the model thread does."""
+
+    config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    engine: FakeEngine = field(default_factory=FakeEngine)
+    now: float = 0.0
+    events: dict[int, list[StreamEvent]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state = SchedulerState(self.config, self.engine.sample_rate_hz)
+
+    def open(self, stream_id: int) -> None:
+        self.events[stream_id] = []
+        self._control(_Open(stream_id, self.events[stream_id].append))
+
+    def submit(self, stream_id: int, text: str) -> None:
+        self._control(_Submit(stream_id, unit(text), self.now))
+
+    def end(self, stream_id: int) -> None:
+        self._control(_End(stream_id))
+
+    def cancel(self, stream_id: int) -> None:
+        self._control(_Cancel(stream_id))
+
+    def _control(self, op: object) -> None:
+        events, released = apply_control(self.state, op)  # type: ignore[arg-type]
+        self._deliver(events, released)
+
+    def tick(self, advance_s: float = 0.0):
+        plan = schedule(self.state, self.now)
+        if plan.size == 0:
+            self.now += advance_s
+            return plan
+        result = self.engine.execute(plan)
+        self.now += advance_s
+        events, released = update(self.state, plan, result, self.now)
+        self._deliver(events, released)
+        return plan
+
+    def _deliver(self, events, released) -> None:
+        for sink, event in events:
+            sink(event)
+        for rid in released:
+            self.engine.release(rid)
+
+    def audio_events(self, stream_id: int) -> list[UnitAudio]:
+        return [e for e in self.events[stream_id] if isinstance(e, UnitAudio)]
+
+
+def stream_of(h: Harness, request_id: int) -> int:
+    return h.state.by_request[request_id]
+
+
+def test_new_utterances_come_first_oldest_first() -> None:
+    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.2))
+    h.open(1)
+    h.submit(1, "a b c d e f g h")
+    for _ in range(4):  # prefill + 3 words: stream 1 is now playing with 0.3 s buffered
+        h.tick()
+    h.now += 0.01
+    h.open(2)
+    h.submit(2, "x y")
+    h.now += 0.01
+    h.open(3)
+    h.submit(3, "z")
+    plan = h.tick()
+    assert [stream_of(h, p.request_id) for p in plan.prefills] == [2]
+    plan = h.tick()  # stream 2's first audio before stream 3's prefill: FIFO among newcomers
+    assert [stream_of(h, d.request_id) for d in plan.decodes] == [2]
+    plan = h.tick()
+    assert [stream_of(h, p.request_id) for p in plan.prefills] == [3]
+
+
+def test_playing_stream_that_is_about_to_run_dry_beats_a_newcomer() -> None:
+    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.5))
+    h.open(1)
+    h.submit(1, "a b c d e f")
+    h.tick()  # prefill
+    h.tick()  # 0.1 s of audio: playout_end = 0.1, due at -0.4 (already late)
+    h.open(2)
+    h.submit(2, "x")
+    plan = h.tick()
+    assert [d.request_id for d in plan.decodes] and stream_of(h, plan.decodes[0].request_id) == 1
+
+
+def test_streams_far_ahead_of_playout_get_no_compute() -> None:
+    h = Harness(SchedulerConfig(max_batch=4, max_lead_s=0.25))
+    h.open(1)
+    h.submit(1, "a b c d e f g h")
+    for _ in range(4):
+        h.tick()
+    assert len(h.audio_events(1)) == 3  # 0.3 s ahead: over the 0.25 s lead
+    assert schedule(h.state, h.now).size == 0
+    h.now += 0.1  # the client played 0.1 s
+    assert schedule(h.state, h.now).size == 1
+
+
+def test_batch_is_capped_and_covers_most_urgent_first() -> None:
+    h = Harness(SchedulerConfig(max_batch=3))
+    for s in range(1, 6):
+        h.open(s)
+        h.now += 0.01
+        h.submit(s, "a b")
+    plan = h.tick()
+    assert [stream_of(h, p.request_id) for p in plan.prefills] == [1, 2, 3]
+
+
+def test_step_budget_limits_the_tick_but_always_runs_one_item() -> None:
+    h = Harness(SchedulerConfig(max_batch=8, step_budget_ms=25), FakeEngine(prefill_cost_s=0.02))
+    for s in range(1, 4):
+        h.open(s)
+        h.submit(s, "a b")
+    assert h.tick().size == 3  # costs unknown yet: the batch cap is the only bound
+    for s in range(4, 7):
+        h.open(s)
+        h.submit(s, "a b")
+    plan = h.tick()
+    # learned: prefill 20 ms, decode 0 so far; budget 25 ms => one prefill plus the decodes
+    assert len(plan.prefills) == 1
+    h2 = Harness(SchedulerConfig(max_batch=8, step_budget_ms=1), FakeEngine(prefill_cost_s=0.02))
+    h2.open(1)
+    h2.submit(1, "a")
+    h2.tick()
+    h2.open(2)
+    h2.submit(2, "b")
+    assert h2.tick().size >= 1
+
+
+def test_units_of_a_stream_play_in_order_and_stream_finishes_after_last() -> None:
+    h = Harness()
+    h.open(1)
+    h.submit(1, "one two")
+    h.submit(1, "three")
+    h.end(1)
+    for _ in range(10):
+        h.tick()
+    events = h.events[1]
+    assert isinstance(events[-1], StreamFinished)
+    words = [w.word for e in events if isinstance(e, UnitAudio) for w in e.words]
+    assert words == ["one", "two", "three"]
+    assert [e.unit_index for e in events if isinstance(e, UnitAudio)] == [0, 0, 1]
+    assert 1 not in h.state.streams
+    assert sorted(h.engine.released) == sorted(set(h.engine.released))  # each freed once
+    assert len(h.engine.released) == 2
+
+
+def test_cancel_drops_queued_and_in_flight_work_between_ticks() -> None:
+    h = Harness(SchedulerConfig(max_batch=4))
+    h.open(1)
+    h.submit(1, "a b c d e f g h i j")
+    h.submit(1, "k l m")
+    h.open(2)
+    h.submit(2, "x y z")
+    h.tick()
+    h.tick()
+    in_flight = [rid for rid, sid in h.state.by_request.items() if sid == 1]
+    before = len(h.events[1])
+    h.cancel(1)
+    assert set(in_flight) <= set(h.engine.released)
+    for _ in range(6):
+        plan = h.tick()
+        assert all(h.state.by_request.get(d.request_id) != 1 for d in plan.decodes)
+    assert len(h.events[1]) == before  # nothing more for the cancelled stream
+    assert [w.word for e in h.audio_events(2) for w in e.words] == ["x", "y", "z"]
+
+
+def test_output_of_a_tick_in_flight_during_cancel_is_dropped() -> None:
+    h = Harness()
+    h.open(1)
+    h.submit(1, "a b c")
+    h.tick()
+    plan = schedule(h.state, h.now)
+    result = h.engine.execute(plan)
+    h.cancel(1)  # arrives while the tick runs
+    events, released = update(h.state, plan, result, h.now)
+    assert events == []
+    assert released == [plan.decodes[0].request_id]
+
+
+def test_no_starvation_under_a_stream_of_newcomers() -> None:
+    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.3, max_lead_s=5))
+    h.open(1)
+    h.submit(1, " ".join(["w"] * 30))
+    h.end(1)
+    for i in range(2, 200):
+        h.open(i)
+        h.submit(i, "n")
+        h.end(i)
+        h.tick(advance_s=0.02)
+        if not any(isinstance(e, StreamFinished) for e in h.events[1]):
+            continue
+        break
+    assert any(isinstance(e, StreamFinished) for e in h.events[1]), "long stream starved"
+
+
+def test_a_failed_unit_is_reported_and_the_stream_goes_on() -> None:
+    h = Harness()
+    h.open(1)
+    h.submit(1, "FAIL")
+    h.submit(1, "ok")
+    h.end(1)
+    for _ in range(5):
+        h.tick()
+    kinds = [type(e).__name__ for e in h.events[1]]
+    assert kinds == ["UnitFailed", "UnitAudio", "StreamFinished"]
+    failed = h.events[1][0]
+    assert isinstance(failed, UnitFailed) and failed.code == "synthesis_failed"
+
+
+# --- the threaded scheduler -----------------------------------------------------------------------
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: list[StreamEvent] = []
+        self.done = threading.Event()
+
+    def __call__(self, event: StreamEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, StreamFinished):
+            self.done.set()
+
+
+@pytest.fixture
+def running():
+    schedulers: list[Scheduler] = []
+
+    def start(engine: FakeEngine | None = None, **config) -> Scheduler:
+        s = Scheduler(engine or FakeEngine(prefill_cost_s=0, decode_cost_s=0),
+                      SchedulerConfig(**config))
+        s.start()
+        assert s.ready.wait(5)
+        schedulers.append(s)
+        return s
+
+    yield start
+    for s in schedulers:
+        s.stop()
+
+
+def test_threaded_scheduler_serves_concurrent_streams(running) -> None:
+    scheduler = running(max_lead_s=100)
+    collectors = []
+    for i in range(6):
+        c = Collector()
+        sid = scheduler.open_stream(c)
+        assert not isinstance(sid, Refusal)
+        scheduler.submit(sid, unit(f"hello number {i}"))
+        scheduler.submit(sid, unit("and more"))
+        scheduler.end_stream(sid)
+        collectors.append(c)
+    for c in collectors:
+        assert c.done.wait(5)
+        words = [w.word for e in c.events if isinstance(e, UnitAudio) for w in e.words]
+        assert words[-2:] == ["and", "more"] and len(words) == 5
+
+
+def test_engine_bug_fails_only_that_tick(running) -> None:
+    scheduler = running(max_lead_s=100, max_batch=1)
+    bad, good = Collector(), Collector()
+    sid_bad = scheduler.open_stream(bad)
+    scheduler.submit(sid_bad, unit("CRASH"))
+    scheduler.end_stream(sid_bad)
+    sid_good = scheduler.open_stream(good)
+    scheduler.submit(sid_good, unit("fine words"))
+    scheduler.end_stream(sid_good)
+    assert bad.done.wait(5) and good.done.wait(5)
+    assert isinstance(bad.events[0], UnitFailed) and bad.events[0].code == "internal_error"
+    assert any(isinstance(e, UnitAudio) for e in good.events)
+
+
+def test_admission_refuses_beyond_max_streams_and_frees_slots(running) -> None:
+    scheduler = running(max_streams=2, admission_utilization=None)
+    a, b = Collector(), Collector()
+    sid_a = scheduler.open_stream(a)
+    sid_b = scheduler.open_stream(b)
+    refused = scheduler.open_stream(Collector())
+    assert isinstance(refused, Refusal) and refused.code == "server_busy"
+    assert not isinstance(sid_a, Refusal)
+    scheduler.cancel(sid_a)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        again = scheduler.open_stream(Collector())
+        if not isinstance(again, Refusal):
+            break
+        time.sleep(0.01)
+    assert not isinstance(again, Refusal)
+
+
+def test_admission_follows_measured_throughput(running) -> None:
+    # 0.1 s of audio per 0.05 s decode => 2 s of audio per second => about 1.8 streams at 0.9
+    engine = FakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05)
+    scheduler = running(engine, max_streams=50, admission_utilization=0.9, max_lead_s=100)
+    assert scheduler.capacity_streams() == pytest.approx(1.8, rel=0.2)
+    c = Collector()
+    sid = scheduler.open_stream(c)
+    assert not isinstance(sid, Refusal)
+    scheduler.submit(sid, unit(" ".join(["w"] * 40)))
+    deadline = time.monotonic() + 5
+    while scheduler.busy_streams < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = scheduler.open_stream(Collector())
+    assert isinstance(second, Refusal), "demand 2 exceeds a capacity of ~1.8 streams"
+    assert "streams" in second.message
