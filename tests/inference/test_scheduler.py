@@ -88,7 +88,7 @@ def stream_of(h: Harness, request_id: int) -> int:
 
 
 def test_new_utterances_come_first_oldest_first() -> None:
-    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.2))
+    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.05))
     h.open(1)
     h.submit(1, "a b c d e f g h")
     for _ in range(4):  # prefill + 3 words: stream 1 is now playing with 0.3 s buffered
