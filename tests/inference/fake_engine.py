@@ -19,8 +19,8 @@ from inference.engine import (
 @dataclass
 class FakeEngine:
     """Each unit's text is words; every decode step speaks one word as ``chunk_s`` of audio whose
-    samples all equal the request id (so tests can tell whose audio it is). Text "FAIL" fails at
-    prefill; text "CRASH" raises inside execute (an engine bug)."""
+    samples all equal the request id (so tests can tell whose audio it is). A unit with the word
+    "FAIL" fails at prefill; text "CRASH" raises inside execute (an engine bug)."""
 
     chunk_s: float = 0.1
     sample_rate_hz: int = 1000
@@ -46,7 +46,7 @@ class FakeEngine:
             if item.unit.text == "CRASH":
                 raise RuntimeError("engine bug")
             words = item.unit.text.split()
-            if not words or item.unit.text == "FAIL":
+            if not words or "FAIL" in words:
                 failures.append(RequestFailure(item.request_id, "synthesis_failed", "no words"))
                 continue
             self.state[item.request_id] = words

@@ -1,0 +1,176 @@
+"""The app factory: the one place where config, keys, engines, schedulers and routes are wired.
+
+Everything with a lifetime is created in a cleanup context and closed in reverse order. Engines load
+in the background so the port opens at once: ``/healthz`` answers immediately, ``/readyz`` only once
+every engine is loaded and warmed up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from inference.piper import PiperEngine
+from inference.scheduler import Scheduler
+from realtime.appkeys import CATALOG, CONFIG, DEMO_KEY, KEYRING, METRICS, PRINCIPAL
+from realtime.config import AppConfig
+from realtime.metrics import Metrics, StepObserver
+from realtime.ws_native import stream_handler
+from session.auth import DEMO_TENANT, KeyRing, ensure_demo_key
+from session.errors import TimbreError, Unauthorized
+from session.voices import VoiceCatalog
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("token") or None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every ``/v1/`` API needs a key (header, or ``?token=`` for browsers)."""
+    if request.path.startswith("/v1/"):
+        try:
+            request[PRINCIPAL] = await request.app[KEYRING].authenticate(bearer_token(request))
+        except TimbreError as err:
+            request.app[METRICS].errors.labels(err.code).inc()
+            return error_response(err)
+    return await handler(request)
+
+
+def error_response(err: TimbreError) -> web.Response:
+    return web.json_response({"error": {"code": err.code, "message": err.message}},
+                             status=err.http_status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    schedulers = request.app[CATALOG].schedulers()
+    failed = [s.engine.name for s in schedulers if s.failed is not None]
+    ready = bool(schedulers) and all(s.ready.is_set() for s in schedulers)
+    body = {"ready": ready, "engines": {s.engine.name: s.ready.is_set() for s in schedulers}}
+    if failed:
+        body["failed"] = failed
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def voices_handler(request: web.Request) -> web.Response:
+    return web.json_response({"voices": [
+        {"voice_id": v, "kind": "stock"} for v in request.app[CATALOG].voice_ids()
+    ]})
+
+
+async def demo_token(request: web.Request) -> web.Response:
+    """Sign a local visitor of the demo page in as the demo tenant. Only loopback clients get it:
+    anyone else must bring their own key (``?token=``)."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        return error_response(Unauthorized("demo sign-in is only offered to local visitors"))
+    return web.json_response({"token": request.app[DEMO_KEY], "tenant": DEMO_TENANT})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    data_dir = app[CONFIG].server.data_dir
+    key, created = ensure_demo_key(data_dir)
+    app[KEYRING].add(key, DEMO_TENANT)
+    app[DEMO_KEY] = key
+    where = data_dir / "demo-api-key"
+    print(f"timbre: demo API key ({'created' if created else 'loaded'}, {where}): {key}",
+          flush=True)
+    yield
+
+
+async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, metrics, catalog = app[CONFIG], app[METRICS], app[CATALOG]
+    schedulers: list[Scheduler] = []
+
+    async def load() -> None:
+        cache_dir = config.server.data_dir / "cache" / "piper"
+        engine = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(PiperEngine, config.piper, cache_dir=cache_dir))
+        scheduler = Scheduler(engine, config.scheduler, StepObserver(metrics))
+        schedulers.append(scheduler)
+        catalog.add_engine(scheduler)
+        scheduler.start()
+
+    task = asyncio.create_task(load())
+    task.add_done_callback(_log_failure)
+    metrics.on_collect(lambda: _refresh_gauges(metrics, catalog))
+    yield
+    task.cancel()
+    for scheduler in reversed(schedulers):
+        await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("engine loading failed", exc_info=task.exception())
+
+
+def _refresh_gauges(metrics: Metrics, catalog: VoiceCatalog) -> None:
+    for scheduler in catalog.schedulers():
+        name = scheduler.engine.name
+        metrics.queue_depth.labels(name).set(scheduler.queue_depth)
+        metrics.busy_streams.labels(name).set(scheduler.busy_streams)
+        metrics.capacity_streams.labels(name).set(scheduler.capacity_streams())
+
+
+def create_app(config: AppConfig) -> web.Application:
+    app = web.Application(middlewares=[auth_middleware], client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[CATALOG] = VoiceCatalog()
+    app[KEYRING] = KeyRing()
+    app.cleanup_ctx.append(_keys_ctx)
+    app.cleanup_ctx.append(_engines_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/v1/voices", voices_handler)
+    app.router.add_get("/v1/stream", stream_handler)
+    app.router.add_get("/demo/token", demo_token)
+    app.router.add_get("/", index)
+    app.router.add_static("/web/", WEB_DIR, show_index=False)
+    return app
+
+
+async def wait_ready(app: web.Application, timeout_s: float = 120.0) -> None:
+    """Block until every engine is warmed up (tests and tooling)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        schedulers = app[CATALOG].schedulers()
+        if schedulers and all(s.ready.is_set() for s in schedulers):
+            return
+        failed = [s for s in schedulers if s.failed is not None]
+        if failed:
+            raise RuntimeError(f"engine {failed[0].engine.name} failed: {failed[0].failed}")
+        await asyncio.sleep(0.05)
+    raise TimeoutError("engines not ready in time")

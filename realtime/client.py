@@ -1,0 +1,616 @@
+"""Asyncio client of the native streaming protocol (docs/protocol.md), for tools, tests and load tests.
+
+Two layers, as on the server side:
+
+* ``Demux`` is pure: it takes parsed server messages (``realtime.protocol``) with the time they
+  arrived and files them under their context in a ``ContextRecord`` (audio bytes, frame arrival
+  times, alignment, errors, completion). The caller notes what it sent, with the time, so a record
+  holds both sides of one utterance's timeline.
+* ``StreamClient`` drives one WebSocket (aiohttp): it connects and waits for ``ready``, sends client
+  messages, and runs one reader task that timestamps every incoming message (``time.monotonic()``)
+  and feeds the demux.
+
+Usage::
+
+    async with await StreamClient.connect("ws://127.0.0.1:8080", api_key) as client:
+        await client.stream_words("turn-1", "Hello there, how are you?", words_per_s=8)
+        await client.close_context("turn-1")
+        record = await client.wait_done("turn-1", timeout_s=30)
+
+Connection failures raise a ``ClientError`` subclass whose ``code`` names the failure; errors the
+server sends during a session are recorded, not raised (a session survives most of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+
+from realtime.protocol import (
+    Alignment,
+    AudioFrame,
+    CancelMessage,
+    ClientMessage,
+    CloseContextMessage,
+    ContextDone,
+    ContextStarted,
+    ErrorMessage,
+    FlushMessage,
+    Ready,
+    ReportMessage,
+    ServerMessage,
+    TextMessage,
+    WordTime,
+    parse_server_message,
+)
+from session.errors import TimbreError
+
+PCM_S16LE = "pcm_s16le"
+_BYTES_PER_SAMPLE = {PCM_S16LE: 2}
+REFUSING_CODES = frozenset({"server_busy", "too_many_contexts", "unknown_voice", "text_too_long"})
+"""Error codes that, before ``context_started``, mean the server did not start the context."""
+
+
+# -- client-side errors ---------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Base of the failures a client sees: ``code`` names it (a server error code where the server
+    gave one), ``retryable`` says whether trying again later can help."""
+
+    code = "client_error"
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, close_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.close_code = close_code
+
+
+class ConnectFailed(ClientError):
+    """No WebSocket could be opened (refused, unreachable, timed out, HTTP error)."""
+
+    code = "connect_failed"
+    retryable = True
+
+
+class Unauthorized(ClientError):
+    """The server answered the upgrade with HTTP 401: missing or wrong API key."""
+
+    code = "unauthorized"
+
+
+class ServerRefused(ClientError):
+    """The server opened the socket but sent ``error`` and closed instead of ``ready``
+    (``server_busy``, ``bad_sample_rate``, ...); ``code`` is the server's code."""
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.code == "server_busy" or self.close_code == 1013
+
+
+class ConnectionLost(ClientError):
+    """The socket closed while the client still expected messages."""
+
+    code = "connection_closed"
+    retryable = True
+
+
+class DoneTimeout(ClientError):
+    """A context did not finish within the time the caller allowed."""
+
+    code = "done_timeout"
+    retryable = True
+
+
+# -- records --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextSent:
+    """A ``text`` message left the client at ``at_s``; ``words_total`` counts the context's words
+    sent so far, this message included."""
+
+    at_s: float
+    text: str
+    words_total: int
+
+
+@dataclass(frozen=True)
+class ControlSent:
+    """A ``flush``, ``close_context`` or ``cancel`` message left the client at ``at_s``."""
+
+    at_s: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class FrameArrived:
+    """An audio frame of ``n_bytes`` payload bytes arrived at ``at_s``."""
+
+    at_s: float
+    sequence: int
+    n_bytes: int
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """An error at ``at_s``: from the server (its ``code``) or seen by the client
+    (``sequence_gap``, ``audio_after_done``, ``bad_server_message``)."""
+
+    at_s: float
+    code: str
+    message: str
+
+
+@dataclass
+class ContextRecord:
+    """Everything one context's timeline holds, on the client's monotonic clock (seconds)."""
+
+    context_id: str
+    sample_rate_hz: int
+    audio_format: str = PCM_S16LE
+    texts: list[TextSent] = field(default_factory=list)
+    controls: list[ControlSent] = field(default_factory=list)
+    frames: list[FrameArrived] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    words: list[WordTime] = field(default_factory=list)
+    errors: list[ErrorEvent] = field(default_factory=list)
+    started: ContextStarted | None = None
+    done: ContextDone | None = None
+    done_at_s: float | None = None
+    refused: bool = False
+    """The server rejected the context before starting it (e.g. ``server_busy``): no
+    ``context_done`` will follow."""
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will come for this context."""
+        return self.done is not None or self.refused
+
+    @property
+    def word_count(self) -> int:
+        return self.texts[-1].words_total if self.texts else 0
+
+    @property
+    def first_audio_s(self) -> float | None:
+        return self.frames[0].at_s if self.frames else None
+
+    @property
+    def bytes_per_sample(self) -> int | None:
+        return _BYTES_PER_SAMPLE.get(self.audio_format)
+
+    def frame_duration_s(self, frame: FrameArrived) -> float:
+        """How long ``frame`` plays; raises ``ValueError`` for a format without a fixed sample size."""
+        width = self.bytes_per_sample
+        if width is None:
+            raise ValueError(f"no fixed frame duration for format {self.audio_format!r}")
+        return frame.n_bytes / width / self.sample_rate_hz
+
+    @property
+    def samples(self) -> int:
+        width = self.bytes_per_sample
+        return len(self.audio) // width if width else 0
+
+    @property
+    def audio_s(self) -> float:
+        return self.samples / self.sample_rate_hz
+
+
+# -- the pure demultiplexer -----------------------------------------------------------------------
+
+
+class Demux:
+    """Files parsed server messages under their context; pure (the caller passes the times).
+
+    ``sample_rate_hz`` / ``audio_format`` are the session defaults until ``ready`` says otherwise; a
+    ``context_started`` sets its context's own. Messages for contexts the client never named still
+    get a record, so nothing is dropped.
+    """
+
+    def __init__(self, sample_rate_hz: int = 24000, audio_format: str = PCM_S16LE) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.audio_format = audio_format
+        self.ready: Ready | None = None
+        self.records: dict[str, ContextRecord] = {}
+        self.session_errors: list[ErrorEvent] = []
+        self.close_code: int | None = None
+        self.closed_at_s: float | None = None
+
+    def record(self, context_id: str) -> ContextRecord:
+        """The record of ``context_id``, created on first use."""
+        record = self.records.get(context_id)
+        if record is None:
+            record = ContextRecord(context_id, self.sample_rate_hz, self.audio_format)
+            self.records[context_id] = record
+        return record
+
+    def note_text(self, context_id: str, text: str, at_s: float) -> None:
+        record = self.record(context_id)
+        words = record.word_count + len(text.split())
+        record.texts.append(TextSent(at_s=at_s, text=text, words_total=words))
+
+    def note_control(self, context_id: str, kind: str, at_s: float) -> None:
+        self.record(context_id).controls.append(ControlSent(at_s=at_s, kind=kind))
+
+    def feed(self, message: ServerMessage, at_s: float) -> ContextRecord | None:
+        """Apply one server message; returns the record it touched (``None`` for session-level)."""
+        if isinstance(message, AudioFrame):
+            return self._audio(message, at_s)
+        if isinstance(message, Ready):
+            self.ready = message
+            self.sample_rate_hz = message.sample_rate
+            self.audio_format = message.format
+            return None
+        if isinstance(message, ContextStarted):
+            record = self.record(message.context_id)
+            record.started = message
+            record.sample_rate_hz = message.sample_rate
+            record.audio_format = message.format
+            return record
+        if isinstance(message, Alignment):
+            record = self.record(message.context_id)
+            record.words.extend(message.words)
+            return record
+        if isinstance(message, ContextDone):
+            record = self.record(message.context_id)
+            record.done = message
+            record.done_at_s = at_s
+            return record
+        if isinstance(message, ErrorMessage):
+            return self._error(message, at_s)
+        raise TypeError(f"unexpected server message {message!r}")
+
+    def connection_lost(self, close_code: int | None, at_s: float) -> None:
+        self.close_code = close_code
+        self.closed_at_s = at_s
+
+    def _audio(self, frame: AudioFrame, at_s: float) -> ContextRecord:
+        record = self.record(frame.context_id)
+        expected = len(record.frames)
+        if frame.sequence != expected:
+            record.errors.append(
+                ErrorEvent(at_s, "sequence_gap", f"frame {frame.sequence} where {expected} was due")
+            )
+        if record.done is not None:
+            record.errors.append(ErrorEvent(at_s, "audio_after_done", "audio after context_done"))
+        record.frames.append(FrameArrived(at_s, frame.sequence, len(frame.payload)))
+        record.audio += frame.payload
+        return record
+
+    def _error(self, error: ErrorMessage, at_s: float) -> ContextRecord | None:
+        event = ErrorEvent(at_s, error.code, error.message)
+        if not error.context_id:
+            self.session_errors.append(event)
+            return None
+        record = self.record(error.context_id)
+        record.errors.append(event)
+        if error.code in REFUSING_CODES and record.started is None and record.done is None:
+            record.refused = True
+        return record
+
+    def errors_by_code(self) -> dict[str, int]:
+        """How many errors of each code this session has seen, session-level and per context."""
+        counts: dict[str, int] = {}
+        events = list(self.session_errors)
+        for record in self.records.values():
+            events.extend(record.errors)
+        for event in events:
+            counts[event.code] = counts.get(event.code, 0) + 1
+        return counts
+
+
+# -- the asyncio driver ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"\S+\s*")
+
+
+def split_words(text: str) -> list[str]:
+    """Split ``text`` into LLM-like pieces: each word keeps the whitespace after it, so joining the
+    pieces gives ``text`` back (less any leading whitespace)."""
+    return _WORD.findall(text)
+
+
+def stream_url(
+    base_url: str,
+    *,
+    voice: str | None = None,
+    audio_format: str = PCM_S16LE,
+    sample_rate_hz: int | None = None,
+    speed: float | None = None,
+) -> str:
+    """The ``/v1/stream`` URL for ``base_url`` (``ws://host:port``; a URL that already has a path is
+    used as it is) with the query parameters given."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("ws", "wss", "http", "https"):
+        raise ValueError(f"not a WebSocket URL: {base_url!r}")
+    path = parts.path if parts.path not in ("", "/") else "/v1/stream"
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query["format"] = audio_format
+    if voice is not None:
+        query["voice"] = voice
+    if sample_rate_hz is not None:
+        query["sample_rate"] = str(sample_rate_hz)
+    if speed is not None:
+        query["speed"] = str(speed)
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, path, urllib.parse.urlencode(query), "")
+    )
+
+
+class StreamClient:
+    """One session over one WebSocket. Create with ``await StreamClient.connect(...)``; close with
+    ``await client.close()`` or ``async with``. Not safe to share between event loops."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        demux: Demux,
+    ) -> None:
+        self._http = http
+        self._ws = ws
+        self.demux = demux
+        self._finished: dict[str, asyncio.Event] = {}
+        self._reader = asyncio.create_task(self._read(), name="timbre-client-reader")
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        api_key: str | None,
+        *,
+        voice: str | None = None,
+        audio_format: str = PCM_S16LE,
+        sample_rate_hz: int | None = 24000,
+        speed: float | None = None,
+        timeout_s: float = 10.0,
+    ) -> StreamClient:
+        """Open a session and wait for ``ready``.
+
+        Raises ``Unauthorized`` (HTTP 401), ``ConnectFailed`` (refused, unreachable, other HTTP
+        status, no ``ready`` within ``timeout_s``) or ``ServerRefused`` (the server sent ``error``
+        and closed, e.g. ``server_busy`` or ``bad_sample_rate``).
+        """
+        target = stream_url(
+            url, voice=voice, audio_format=audio_format, sample_rate_hz=sample_rate_hz, speed=speed
+        )
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        http = aiohttp.ClientSession()
+        try:
+            async with asyncio.timeout(timeout_s):
+                ws = await _open(http, target, headers)
+                demux = Demux(sample_rate_hz or 24000, audio_format)
+                await _await_ready(ws, demux)
+        except TimeoutError:
+            await http.close()
+            raise ConnectFailed(f"no ready from {target} within {timeout_s:g} s") from None
+        except BaseException:
+            await http.close()
+            raise
+        return cls(http, ws, demux)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def ready(self) -> Ready:
+        assert self.demux.ready is not None  # connect() returns only after ready
+        return self.demux.ready
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.done()
+
+    def context(self, context_id: str) -> ContextRecord:
+        return self.demux.record(context_id)
+
+    async def send_text(
+        self, context_id: str, text: str, *, voice: str | None = None, speed: float | None = None
+    ) -> float:
+        """Send one ``text`` message; returns its send time (monotonic seconds)."""
+        now = time.monotonic()
+        self.demux.note_text(context_id, text, now)
+        await self._send(TextMessage(context_id=context_id, text=text, voice=voice, speed=speed))
+        return now
+
+    async def stream_words(
+        self,
+        context_id: str,
+        text: str,
+        words_per_s: float,
+        *,
+        voice: str | None = None,
+        speed: float | None = None,
+    ) -> None:
+        """Send ``text`` word by word at ``words_per_s`` (on an absolute schedule, so the rate does
+        not drift); ``words_per_s <= 0`` sends it all in one message. ``voice``/``speed`` go with the
+        first message, which starts the context. Does not close the context."""
+        pieces = split_words(text) if words_per_s > 0 else [text]
+        start = time.monotonic()
+        for index, piece in enumerate(pieces):
+            if index:
+                await asyncio.sleep(max(0.0, start + index / words_per_s - time.monotonic()))
+            first = index == 0
+            await self.send_text(
+                context_id, piece, voice=voice if first else None, speed=speed if first else None
+            )
+
+    async def flush(self, context_id: str) -> None:
+        self.demux.note_control(context_id, "flush", time.monotonic())
+        await self._send(FlushMessage(context_id=context_id))
+
+    async def close_context(self, context_id: str) -> None:
+        self.demux.note_control(context_id, "close_context", time.monotonic())
+        await self._send(CloseContextMessage(context_id=context_id))
+
+    async def cancel(self, context_id: str) -> None:
+        self.demux.note_control(context_id, "cancel", time.monotonic())
+        await self._send(CancelMessage(context_id=context_id))
+
+    async def report(self, underruns: int, buffered_ms: float | None = None) -> None:
+        await self._send(ReportMessage(underruns=underruns, buffered_ms=buffered_ms))
+
+    async def wait_done(self, context_id: str, timeout_s: float) -> ContextRecord:
+        """Wait until ``context_id`` is finished (``context_done`` or refused) and return its record.
+
+        Raises ``DoneTimeout`` after ``timeout_s``, ``ConnectionLost`` if the socket closes first.
+        """
+        record = self.demux.record(context_id)
+        if not record.finished:
+            event = self._finished.setdefault(context_id, asyncio.Event())
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await event.wait()
+            except TimeoutError:
+                raise DoneTimeout(
+                    f"context {context_id!r} not done within {timeout_s:g} s"
+                ) from None
+        if not record.finished:
+            raise self._lost()
+        return record
+
+    async def close(self) -> None:
+        """Close the socket (code 1000) and stop the reader. Safe to call twice."""
+        try:
+            await self._ws.close()
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout=5.0)
+        except TimeoutError:
+            self._reader.cancel()
+        except (aiohttp.ClientError, ConnectionError):
+            pass  # the socket is gone either way; the reader recorded why
+        finally:
+            if self.demux.close_code is None:
+                self.demux.close_code = self._ws.close_code
+            await self._http.close()
+
+    async def _send(self, message: ClientMessage) -> None:
+        if self._ws.closed:
+            raise self._lost()
+        try:
+            await self._ws.send_str(message.to_wire())
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise self._lost() from exc
+
+    def _lost(self) -> ConnectionLost:
+        code = self.demux.close_code if self.demux.close_code is not None else self._ws.close_code
+        fatal = self.demux.session_errors[-1].code if self.demux.session_errors else None
+        reason = f": {fatal}" if fatal else ""
+        return ConnectionLost(f"connection closed (code {code}){reason}", close_code=code)
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self._ws:
+                now = time.monotonic()
+                if msg.type == aiohttp.WSMsgType.ERROR:
+                    self.demux.session_errors.append(
+                        ErrorEvent(now, "connection_error", str(self._ws.exception()))
+                    )
+                    break
+                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    self._dispatch(msg.data, now)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self.demux.session_errors.append(
+                ErrorEvent(time.monotonic(), "connection_error", str(exc))
+            )
+        finally:
+            self.demux.connection_lost(self._ws.close_code, time.monotonic())
+            for event in self._finished.values():
+                event.set()
+
+    def _dispatch(self, data: str | bytes, now: float) -> None:
+        try:
+            message = parse_server_message(data)
+        except TimbreError as exc:
+            self.demux.session_errors.append(ErrorEvent(now, "bad_server_message", str(exc)))
+            return
+        record = self.demux.feed(message, now)
+        if record is not None and record.finished:
+            self._finished.setdefault(record.context_id, asyncio.Event()).set()
+
+
+async def _open(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> aiohttp.ClientWebSocketResponse:
+    try:
+        return await http.ws_connect(url, headers=headers, autoping=True, max_msg_size=0)
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 401:
+            raise Unauthorized(f"{url}: the server refused the API key (HTTP 401)") from None
+        raise ConnectFailed(
+            f"{url}: HTTP {exc.status} {exc.message}", code=f"http_{exc.status}"
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            raise ConnectFailed(f"cannot connect to {url}: connection refused") from None
+        raise ConnectFailed(f"cannot connect to {url}: {exc.os_error or exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ConnectFailed(f"cannot connect to {url}: {exc}") from None
+
+
+async def _await_ready(ws: aiohttp.ClientWebSocketResponse, demux: Demux) -> None:
+    """Read until ``ready``; an ``error`` (followed by the server's close) raises ``ServerRefused``."""
+    refusal: ErrorMessage | None = None
+    while True:
+        msg = await ws.receive()
+        now = time.monotonic()
+        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            try:
+                message = parse_server_message(msg.data)
+            except TimbreError as exc:
+                await ws.close()
+                raise ConnectFailed(f"bad message before ready: {exc}", code="bad_server_message")
+            if isinstance(message, ErrorMessage):
+                refusal = refusal or message
+                continue
+            demux.feed(message, now)
+            if isinstance(message, Ready):
+                return
+            continue
+        close_code = ws.close_code
+        await ws.close()
+        if refusal is not None:
+            raise ServerRefused(
+                f"server refused the session: {refusal.code}: {refusal.message}",
+                code=refusal.code,
+                close_code=close_code,
+            )
+        raise ConnectFailed(
+            f"socket closed before ready (code {close_code})", close_code=close_code
+        )
+
+
+def resolve_api_key(explicit: str | None, data_dir: Path | None = None) -> str | None:
+    """The API key a command-line client uses: ``explicit`` (``--key``), else ``$TIMBRE_API_KEY``,
+    else the demo key the server wrote to ``data_dir/demo-api-key`` (default: ``$DATA_DIR``, else
+    ``./data``, as ``timbre serve`` uses); ``None`` when there is none."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get("TIMBRE_API_KEY", "").strip()
+    if from_env:
+        return from_env
+    directory = data_dir if data_dir is not None else Path(os.environ.get("DATA_DIR") or "data")
+    demo = directory / "demo-api-key"
+    try:
+        return demo.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,93 @@
+"""Typed configuration: one frozen object, from defaults, an optional TOML file and the environment.
+
+Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``, ``DATA_DIR``,
+``TIMBRE_CONFIG``), the TOML file, defaults. The TOML file has one table per part::
+
+    [server]    host, port, data_dir, allowed_origins
+    [scheduler] max_batch, step_budget_ms, max_lead_s, safety_margin_s, max_streams, ...
+    [session]   max_contexts, max_context_chars, inactivity_timeout_s, output_buffer_bytes, ...
+    [segmenter] first_unit_min_words, first_unit_max_words, max_unit_words, ...
+    [piper]     first_chunk_frames, chunk_frames, intra_op_threads, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from inference.piper import PiperConfig
+from inference.scheduler import SchedulerConfig
+from session.segment import SegmenterConfig
+from session.session import SessionConfig
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    max_message_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    piper: PiperConfig = field(default_factory=PiperConfig)
+
+
+_D = TypeVar("_D")
+
+
+def _with(obj: _D, values: Mapping[str, Any]) -> _D:
+    """``obj`` with fields replaced from ``values``; unknown names are an error (typos fail loudly)."""
+    names = {f.name: f for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {type(obj).__name__} settings: {sorted(unknown)}")
+    converted = {}
+    for key, value in values.items():
+        current = getattr(obj, key)
+        converted[key] = Path(value) if isinstance(current, Path) else value
+    return dataclasses.replace(obj, **converted)  # type: ignore[type-var]
+
+
+def load_config(
+    env: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AppConfig:
+    """Build the app's configuration. ``overrides`` are server settings from command-line flags
+    (None values are ignored)."""
+    env = os.environ if env is None else env
+    path = toml_path or (Path(env["TIMBRE_CONFIG"]) if env.get("TIMBRE_CONFIG") else None)
+    tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
+    unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper"}
+    if unknown:
+        raise ValueError(f"unknown config tables: {sorted(unknown)}")
+    server = _with(ServerConfig(), tables.get("server", {}))
+    from_env = {
+        "host": env.get("HOST"),
+        "port": int(env["PORT"]) if env.get("PORT") else None,
+        "data_dir": env.get("DATA_DIR"),
+    }
+    server = _with(server, {k: v for k, v in from_env.items() if v})
+    server = _with(server, {k: v for k, v in (overrides or {}).items() if v is not None})
+    session = _with(SessionConfig(), tables.get("session", {}))
+    session = dataclasses.replace(
+        session, segmenter=_with(session.segmenter, tables.get("segmenter", {}))
+    )
+    return AppConfig(
+        server=server,
+        scheduler=_with(SchedulerConfig(), tables.get("scheduler", {})),
+        session=session,
+        piper=_with(PiperConfig(), tables.get("piper", {})),
+    )
+
+
+__all__ = ["AppConfig", "ServerConfig", "SegmenterConfig", "load_config"]

@@ -1,0 +1,352 @@
+"""``GET /v1/stream``: the native protocol over an aiohttp WebSocket.
+
+The handler only moves frames: ``NativeProtocol`` (sans-I/O) checks and serialises them, ``Session``
+does the work, and ``NativeBridge`` translates between the two. One reader loop, one writer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from realtime.appkeys import CATALOG, CONFIG, METRICS
+from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES, StreamingResampler
+from realtime.audio import float_to_pcm16
+from realtime.metrics import Metrics
+from realtime.protocol import (
+    Alignment,
+    CancelMessage,
+    ClientMessage,
+    CloseContextMessage,
+    ConfigMessage,
+    ContextDone,
+    ContextStarted,
+    FlushMessage,
+    NativeProtocol,
+    Ready,
+    ReportMessage,
+    TextMessage,
+    WordTime,
+    error_message,
+)
+from session.context import (
+    Context,
+    ContextState,
+    ContextAudio,
+    ContextError,
+    ContextEvent,
+    ContextFinished,
+    ContextWords,
+)
+from session.errors import (
+    BadFormat,
+    BadRequest,
+    BadSampleRate,
+    InactivityTimeout,
+    ServerBusy,
+    TimbreError,
+    with_close,
+)
+from session.output import OutputBuffer
+from session.session import Session, SessionDefaults
+from session.voices import VoiceCatalog
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    voice: str
+    format: str
+    sample_rate: int
+    speed: float
+
+
+def parse_query(query: dict[str, str], default_voice: str) -> StreamParams:
+    """Validate the connect query. Raises BadRequest-family errors (fatal, close 4400)."""
+    try:
+        rate = int(query.get("sample_rate", "24000"))
+    except ValueError:
+        raise with_close(BadSampleRate("sample_rate must be an integer"), 4400) from None
+    if rate not in SUPPORTED_SAMPLE_RATES:
+        raise with_close(BadSampleRate(
+            f"sample_rate {rate} is not one of {SUPPORTED_SAMPLE_RATES}"), 4400)
+    fmt = query.get("format", "pcm_s16le")
+    if fmt not in SUPPORTED_FORMATS:
+        raise with_close(BadFormat(f"format {fmt!r} is not one of {SUPPORTED_FORMATS}"), 4400)
+    try:
+        speed = float(query.get("speed", "1.0"))
+    except ValueError:
+        raise BadRequest("speed must be a number") from None
+    if not 0.5 <= speed <= 2.0:
+        raise BadRequest("speed must be between 0.5 and 2.0")
+    return StreamParams(query.get("voice", default_voice), fmt, rate, speed)
+
+
+@dataclass
+class _ContextOutput:
+    resampler: StreamingResampler
+    sample_rate: int
+    samples_sent: int = 0
+
+
+class NativeBridge:
+    """Turns client messages into session calls and session events into wire frames."""
+
+    def __init__(self, session: Session, protocol: NativeProtocol, output: OutputBuffer,
+                 params: StreamParams, metrics: Metrics) -> None:
+        self.session = session
+        self.protocol = protocol
+        self.output = output
+        self.format = params.format
+        self.sample_rate = params.sample_rate
+        self.metrics = metrics
+        self._outputs: dict[str, _ContextOutput] = {}
+        self.fatal: TimbreError | None = None
+
+    # client -> session
+
+    def handle(self, message: ClientMessage) -> None:
+        """Apply one checked client message. Raises TimbreError for refusals."""
+        match message:
+            case TextMessage():
+                self._text(message)
+            case FlushMessage():
+                self.session.context(message.context_id).flush()
+            case CloseContextMessage():
+                ctx = self.session.contexts.get(message.context_id)
+                if ctx is not None and ctx.state is ContextState.ACTIVE:
+                    ctx.close()  # else it races context_done: nothing left to do
+            case CancelMessage():
+                self._cancel(message.context_id)
+            case ConfigMessage():
+                self._configure(message)
+            case ReportMessage():
+                if message.underruns > 0:
+                    self.metrics.underruns.inc(message.underruns)
+
+    def _text(self, message: TextMessage) -> None:
+        ctx = self.session.contexts.get(message.context_id)
+        if ctx is None or ctx.finished:
+            ctx = self._start(message)
+        ctx.add_text(message.text)
+
+    def _start(self, message: TextMessage) -> Context:
+        try:
+            ctx = self.session.start_context(message.context_id, message.voice, message.speed)
+        except TimbreError:
+            self.protocol.refuse(message.context_id)
+            raise
+        self._outputs[ctx.context_id] = _ContextOutput(
+            StreamingResampler(ctx.scheduler.engine.sample_rate_hz, self.sample_rate),
+            self.sample_rate,
+        )
+        self.metrics.active_contexts.inc()
+        self._put(self.protocol.send(ContextStarted(
+            ctx.context_id, ctx.settings.voice.voice_id, self.format, self.sample_rate)))
+        return ctx
+
+    def _cancel(self, context_id: str) -> None:
+        ctx = self.session.contexts.get(context_id)
+        if ctx is None or ctx.finished:
+            return  # it raced context_done
+        dropped = self.output.drop(context_id)
+        if dropped:
+            self.metrics.dropped_frames.inc(dropped)
+        ctx.cancel()
+
+    def _configure(self, message: ConfigMessage) -> None:
+        self.session.configure(message.voice, message.speed)
+        if message.format is not None:
+            self.format = message.format
+        if message.sample_rate is not None:
+            self.sample_rate = message.sample_rate
+
+    # session -> client
+
+    def on_event(self, event: ContextEvent) -> None:
+        try:
+            self._on_event(event)
+        except TimbreError as err:  # slow consumer: the connection ends
+            self.fatal = err
+            self.output.close()
+
+    def _on_event(self, event: ContextEvent) -> None:
+        if isinstance(event, ContextAudio):
+            self._audio(event.context_id, event.audio)
+        elif isinstance(event, ContextWords):
+            words = tuple(WordTime(w.word, round(w.start_ms, 1), round(w.end_ms, 1))
+                          for w in event.words)
+            self._put(self.protocol.send(Alignment(event.context_id, words)))
+        elif isinstance(event, ContextError):
+            self.metrics.errors.labels(event.error.code).inc()
+            self._put(error_message(event.error).to_wire())
+        elif isinstance(event, ContextFinished):
+            self._finished(event)
+
+    def _audio(self, context_id: str, audio) -> None:  # noqa: ANN001 - FloatAudio
+        out = self._outputs[context_id]
+        ctx = self.session.contexts[context_id]
+        if out.samples_sent == 0 and ctx.first_unit_at is not None:
+            self.metrics.ttfa.observe(time.monotonic() - ctx.first_unit_at)
+        self._send_pcm(context_id, out, out.resampler.process(audio))
+
+    def _send_pcm(self, context_id: str, out: _ContextOutput, pcm) -> None:  # noqa: ANN001
+        if len(pcm) == 0:
+            return
+        frame = self.protocol.send_audio(context_id, float_to_pcm16(pcm))
+        if frame is None:  # the client cancelled this context: audio in flight is dropped
+            self.metrics.dropped_frames.inc()
+            return
+        out.samples_sent += len(pcm)
+        self.metrics.audio_seconds.inc(len(pcm) / out.sample_rate)
+        self._put(frame, context_id)
+
+    def _finished(self, event: ContextFinished) -> None:
+        out = self._outputs.pop(event.context_id)
+        if event.reason == "completed":
+            self._send_pcm(event.context_id, out, out.resampler.flush())
+        self.metrics.active_contexts.dec()
+        self.metrics.characters.inc(event.characters)
+        self._put(self.protocol.send(ContextDone(
+            event.context_id, out.samples_sent, event.characters, event.reason)))
+
+    def _put(self, frame: str | bytes, tag: str | None = None) -> None:
+        self.output.put(frame, tag)
+
+    def send_error(self, err: TimbreError) -> None:
+        self.metrics.errors.labels(err.code).inc()
+        self._put(error_message(err).to_wire())
+
+    def close(self) -> None:
+        self.session.close()
+        for _ in list(self._outputs):
+            self.metrics.active_contexts.dec()
+        self._outputs.clear()
+
+
+async def stream_handler(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    config = app[CONFIG]
+    metrics = app[METRICS]
+    catalog: VoiceCatalog = app[CATALOG]
+    limit = config.server.max_message_bytes
+    ws = web.WebSocketResponse(max_msg_size=4 * limit, heartbeat=30.0)
+    await ws.prepare(request)
+    try:
+        params = parse_query(dict(request.query), config.session.default_voice)
+        voice = catalog.resolve(params.voice)
+    except TimbreError as err:
+        await _refuse(ws, metrics, with_close(err, 4400))
+        return ws
+    if not voice.scheduler.ready.is_set() or voice.scheduler.busy_streams >= \
+            voice.scheduler.capacity_streams():
+        await _refuse(ws, metrics, with_close(ServerBusy("server at capacity, retry later"), 1013))
+        return ws
+    await _serve(ws, request, params, voice, limit)
+    return ws
+
+
+async def _refuse(ws: web.WebSocketResponse, metrics: Metrics, err: TimbreError) -> None:
+    metrics.errors.labels(err.code).inc()
+    await ws.send_str(error_message(err).to_wire())
+    await ws.close(code=err.close_code or 1011, message=err.code.encode())
+
+
+async def _serve(ws: web.WebSocketResponse, request: web.Request, params: StreamParams,
+                 voice, limit: int) -> None:  # noqa: ANN001 - ResolvedVoice
+    app = request.app
+    config, metrics = app[CONFIG], app[METRICS]
+    output = OutputBuffer(config.session.output_buffer_bytes)
+    protocol = NativeProtocol(
+        max_contexts=config.session.max_contexts,
+        max_context_chars=config.session.max_context_chars,
+        max_message_bytes=limit,
+    )
+    holder: list[NativeBridge] = []
+    session = Session(app[CATALOG], config.session, SessionDefaults(voice, params.speed),
+                      lambda event: holder[0].on_event(event), asyncio.get_running_loop())
+    bridge = NativeBridge(session, protocol, output, params, metrics)
+    holder.append(bridge)
+    metrics.active_sessions.inc()
+    writer = asyncio.create_task(_write(ws, output))
+    try:
+        output.put(Ready(session.session_id, PROTOCOL_VERSION, voice.voice_id, params.format,
+                         params.sample_rate).to_wire())
+        await _read(ws, bridge, session)
+    except Exception:
+        log.exception("session %s failed", session.session_id)
+        bridge.fatal = bridge.fatal or TimbreError("internal error")
+    finally:
+        bridge.close()
+        metrics.active_sessions.dec()
+        await _finish(ws, bridge, output, writer)
+
+
+async def _read(ws: web.WebSocketResponse, bridge: NativeBridge, session: Session) -> None:
+    poll_s = min(5.0, session.config.inactivity_timeout_s)
+    while bridge.fatal is None:
+        try:
+            msg = await ws.receive(timeout=poll_s)
+        except asyncio.TimeoutError:
+            if session.idle_expired():
+                bridge.fatal = InactivityTimeout(
+                    f"no message for {session.config.inactivity_timeout_s:.0f} s")
+            continue
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
+        session.touch()
+        data = msg.data if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) else b""
+        _receive(bridge, data)
+
+
+def _receive(bridge: NativeBridge, data: str | bytes) -> None:
+    try:
+        bridge.handle(bridge.protocol.receive(data))
+    except TimbreError as err:
+        if err.fatal:
+            bridge.fatal = err
+        else:
+            bridge.send_error(err)
+
+
+async def _finish(ws: web.WebSocketResponse, bridge: NativeBridge, output: OutputBuffer,
+                  writer: asyncio.Task[None]) -> None:
+    err = bridge.fatal
+    if err is not None and not ws.closed:
+        bridge.metrics.errors.labels(err.code).inc()
+        if err.code != "slow_consumer":
+            try:
+                output.put(error_message(err).to_wire())
+            except TimbreError:
+                pass
+    output.close()
+    if err is not None and err.code == "slow_consumer":
+        writer.cancel()
+    try:
+        await asyncio.wait_for(writer, timeout=5.0)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        pass
+    if not ws.closed:
+        code = err.close_code if err is not None and err.close_code else 1000
+        await ws.close(code=code, message=(err.code if err else "bye").encode())
+
+
+async def _write(ws: web.WebSocketResponse, output: OutputBuffer) -> None:
+    while True:
+        frame = await output.get()
+        if frame is None or ws.closed:
+            return
+        try:
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
+        except (ConnectionResetError, RuntimeError):
+            return

@@ -1,0 +1,214 @@
+"""One utterance stream of a session: text in, scheduler units out, audio events back.
+
+A context turns text arriving in pieces into speakable units (``session.segment``), normalises each
+unit (``session.normalize``), submits them to the scheduler stream of its voice, and turns the
+scheduler's events (delivered on the event loop) into session events with context-relative timings.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from inference.engine import FloatAudio, SynthesisUnit, WordTiming
+from inference.scheduler import StreamEvent, StreamFinished, StreamId, UnitAudio, UnitFailed
+from session.errors import ContextClosed, SynthesisFailed, TextTooLong, TimbreError
+from session.normalize import normalize
+from session.segment import Segmenter, SegmenterConfig
+from session.voices import ResolvedVoice
+
+
+class ContextState(enum.Enum):
+    ACTIVE = "active"
+    """Accepting text."""
+    CLOSING = "closing"
+    """No more text; the rest is being spoken."""
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+_TRANSITIONS = {
+    ContextState.ACTIVE: {ContextState.CLOSING, ContextState.CANCELLED, ContextState.DONE},
+    ContextState.CLOSING: {ContextState.DONE, ContextState.CANCELLED},
+    ContextState.DONE: set(),
+    ContextState.CANCELLED: set(),
+}
+
+
+class InvalidContextState(RuntimeError):
+    """A bug: a transition the lifecycle does not allow."""
+
+
+# --- events a context emits (consumed by the transport) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContextAudio:
+    context_id: str
+    audio: FloatAudio
+    sample_rate_hz: int
+
+
+@dataclass(frozen=True)
+class ContextWords:
+    context_id: str
+    words: tuple[WordTiming, ...]
+    """Times in ms from the context's first sample."""
+
+
+@dataclass(frozen=True)
+class ContextError:
+    context_id: str
+    error: TimbreError
+
+
+@dataclass(frozen=True)
+class ContextFinished:
+    context_id: str
+    samples: int
+    """Samples at the engine's rate."""
+    characters: int
+    reason: str
+    """``completed`` or ``cancelled``."""
+
+
+ContextEvent = ContextAudio | ContextWords | ContextError | ContextFinished
+Emit = Callable[[ContextEvent], None]
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    voice: ResolvedVoice
+    speed: float
+    max_chars: int
+    segmenter: SegmenterConfig
+
+
+class Context:
+    """Lives on the event loop. ``stream_id`` is the scheduler stream already admitted for it."""
+
+    def __init__(
+        self,
+        context_id: str,
+        settings: ContextSettings,
+        stream_id: StreamId,
+        emit: Emit,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.context_id = context_id
+        self.settings = settings
+        self.stream_id = stream_id
+        self._emit = emit
+        self._clock = clock
+        self._segmenter = Segmenter(settings.segmenter)
+        self.state = ContextState.ACTIVE
+        self.characters = 0
+        self.samples = 0
+        self._unit_offsets: dict[int, int] = {}
+        self._units_submitted = 0
+        self.first_unit_at: float | None = None
+        """Monotonic time the first unit was submitted (the start of time-to-first-audio)."""
+        self.first_audio_at: float | None = None
+
+    @property
+    def scheduler(self):  # noqa: ANN201 - inference.scheduler.Scheduler
+        return self.settings.voice.scheduler
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (ContextState.DONE, ContextState.CANCELLED)
+
+    def _move(self, new: ContextState) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise InvalidContextState(
+                f"context {self.context_id!r} cannot go from {self.state.value} to {new.value}"
+            )
+        self.state = new
+
+    # client-side operations
+
+    def add_text(self, text: str) -> None:
+        """Raises ContextClosed after close/cancel/done, TextTooLong past the character budget."""
+        self._require_active()
+        if self.characters + len(text) > self.settings.max_chars:
+            raise TextTooLong(
+                f"context {self.context_id!r} would exceed {self.settings.max_chars} characters",
+                context_id=self.context_id,
+            )
+        self.characters += len(text)
+        self._submit(self._segmenter.push(text))
+
+    def flush(self) -> None:
+        self._require_active()
+        self._submit(self._segmenter.flush())
+
+    def close(self) -> None:
+        """No more text: speak the rest, then finish."""
+        self._require_active()
+        self._submit(self._segmenter.flush())
+        self._move(ContextState.CLOSING)
+        self.scheduler.end_stream(self.stream_id)
+
+    def cancel(self) -> None:
+        """Stop at once; emits ContextFinished(reason=cancelled). Later scheduler output is ignored."""
+        if self.finished:
+            return
+        self._move(ContextState.CANCELLED)
+        self.scheduler.cancel(self.stream_id)
+        self._emit(ContextFinished(self.context_id, self.samples, self.characters, "cancelled"))
+
+    def _require_active(self) -> None:
+        if self.state is not ContextState.ACTIVE:
+            raise ContextClosed(
+                f"context {self.context_id!r} is {self.state.value}", context_id=self.context_id
+            )
+
+    def _submit(self, units: list[str]) -> None:
+        for text in units:
+            spoken = normalize(text)
+            if not spoken.strip():
+                continue
+            if self.first_unit_at is None:
+                self.first_unit_at = self._clock()
+            self.scheduler.submit(
+                self.stream_id,
+                SynthesisUnit(spoken, self.settings.voice.engine_voice, self.settings.speed),
+            )
+            self._units_submitted += 1
+
+    # scheduler-side events (on the event loop)
+
+    def on_stream_event(self, event: StreamEvent) -> None:
+        if self.finished:
+            return  # output of a tick that was in flight when we cancelled
+        if isinstance(event, UnitAudio):
+            self._on_audio(event)
+        elif isinstance(event, UnitFailed):
+            error = SynthesisFailed(
+                f"could not speak part of the text ({event.code}): {event.message}",
+                context_id=self.context_id,
+            )
+            self._emit(ContextError(self.context_id, error))
+        elif isinstance(event, StreamFinished):
+            self._move(ContextState.DONE)
+            self._emit(ContextFinished(self.context_id, self.samples, self.characters,
+                                       "completed"))
+
+    def _on_audio(self, event: UnitAudio) -> None:
+        offset = self._unit_offsets.setdefault(event.unit_index, self.samples)
+        if len(event.audio):
+            if self.first_audio_at is None:
+                self.first_audio_at = self._clock()
+            self.samples += len(event.audio)
+            self._emit(ContextAudio(self.context_id, event.audio,
+                                    self.scheduler.engine.sample_rate_hz))
+        if event.words:
+            shift_ms = 1000.0 * offset / self.scheduler.engine.sample_rate_hz
+            words = tuple(
+                WordTiming(w.word, w.start_ms + shift_ms, w.end_ms + shift_ms) for w in event.words
+            )
+            self._emit(ContextWords(self.context_id, words))
+        if event.unit_finished:
+            self._unit_offsets.pop(event.unit_index, None)

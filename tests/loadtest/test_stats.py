@@ -1,0 +1,116 @@
+"""Percentiles of the report, and the playout simulator's underrun accounting."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.playout import Chunk, simulate_playout
+from loadtest.stats import distribution, percentile
+
+
+def test_percentile_interpolates_between_ranks_like_numpy() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert percentile(values, 0) == 10.0
+    assert percentile(values, 50) == 25.0
+    assert percentile(values, 100) == 40.0
+    assert percentile(values, 95) == pytest.approx(38.5)
+
+
+def test_percentile_ignores_input_order_and_handles_one_value() -> None:
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_percentile_of_nothing_is_none_and_bad_q_raises() -> None:
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError, match="0..100"):
+        percentile([1.0], 101)
+
+
+def test_distribution_reports_none_for_an_empty_run() -> None:
+    assert distribution([]) == {
+        "n": 0,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "mean": None,
+        "max": None,
+    }
+    summary = distribution([100.0, 200.0, 300.0])
+    assert summary["n"] == 3
+    assert summary["p50"] == 200.0
+    assert summary["mean"] == 200.0
+    assert summary["max"] == 300.0
+
+
+def _steady(count: int, every_s: float, duration_s: float, start_s: float = 0.0) -> list[Chunk]:
+    return [Chunk(start_s + i * every_s, duration_s) for i in range(count)]
+
+
+def test_audio_faster_than_real_time_never_underruns() -> None:
+    # 20 chunks of 100 ms arriving every 50 ms: always ahead of the playhead.
+    playout = simulate_playout(_steady(20, 0.05, 0.1), buffer_s=0.1)
+    assert playout is not None
+    assert playout.underrun_count == 0
+    assert playout.starved_s == 0.0
+    assert playout.start_s == pytest.approx(0.1)
+    assert playout.end_s == pytest.approx(0.1 + 2.0)
+
+
+def test_exactly_real_time_with_no_buffer_does_not_underrun() -> None:
+    # 30 ms chunks every 30 ms: each arrives as the previous finishes (float rounding included).
+    playout = simulate_playout(_steady(50, 0.03, 0.03, start_s=1000.0), buffer_s=0.0)
+    assert playout is not None
+    assert playout.underrun_count == 0
+
+
+def test_a_gap_longer_than_the_buffer_is_one_underrun_of_the_missing_time() -> None:
+    # 200 ms of audio at t=0, playout starts at 0.1 and runs dry at 0.3; the next chunk is at 0.5.
+    chunks = [Chunk(0.0, 0.2), Chunk(0.5, 0.2)]
+    playout = simulate_playout(chunks, buffer_s=0.1)
+    assert playout is not None
+    assert playout.underrun_count == 1
+    (underrun,) = playout.underruns
+    assert underrun.at_s == pytest.approx(0.3)
+    assert underrun.starved_s == pytest.approx(0.2)
+    assert playout.end_s == pytest.approx(0.7)
+
+
+def test_a_gap_the_buffer_absorbs_is_no_underrun() -> None:
+    # Same audio, but the second chunk arrives at 0.25, before the playhead reaches 0.3.
+    playout = simulate_playout([Chunk(0.0, 0.2), Chunk(0.25, 0.2)], buffer_s=0.1)
+    assert playout is not None
+    assert playout.underrun_count == 0
+    assert playout.end_s == pytest.approx(0.5)
+
+
+def test_waiting_for_first_audio_is_not_an_underrun() -> None:
+    playout = simulate_playout([Chunk(3.0, 0.4), Chunk(3.1, 0.4)], buffer_s=0.1)
+    assert playout is not None
+    assert playout.underrun_count == 0
+    assert playout.start_s == pytest.approx(3.1)
+
+
+def test_several_late_chunks_add_up_their_starvation() -> None:
+    chunks = [Chunk(0.0, 0.1), Chunk(0.3, 0.1), Chunk(0.3, 0.1), Chunk(1.0, 0.1)]
+    playout = simulate_playout(chunks, buffer_s=0.0)
+    assert playout is not None
+    # dry at 0.1 until 0.3 (200 ms), then two chunks play to 0.5, dry until 1.0 (500 ms).
+    assert [round(u.starved_s, 6) for u in playout.underruns] == [0.2, 0.5]
+    assert playout.starved_s == pytest.approx(0.7)
+
+
+def test_buffer_level_curve_rises_on_arrival_and_drains_to_zero() -> None:
+    playout = simulate_playout([Chunk(0.0, 0.2), Chunk(0.5, 0.2)], buffer_s=0.1)
+    assert playout is not None
+    flat = [x for point in playout.level for x in point]
+    expected = [(0.0, 0.0), (0.0, 0.2), (0.1, 0.2), (0.3, 0.0), (0.5, 0.0), (0.5, 0.2), (0.7, 0.0)]
+    assert flat == pytest.approx([x for point in expected for x in point])
+
+
+def test_no_audio_gives_no_playout_and_bad_input_raises() -> None:
+    assert simulate_playout([], buffer_s=0.1) is None
+    with pytest.raises(ValueError, match="out of order"):
+        simulate_playout([Chunk(1.0, 0.1), Chunk(0.5, 0.1)], buffer_s=0.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        simulate_playout([Chunk(0.0, 0.1)], buffer_s=-0.1)
