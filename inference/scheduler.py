@@ -171,19 +171,25 @@ class CostModel:
 
 @dataclass
 class Throughput:
-    """Audio seconds produced per second of engine time (EWMA over ticks that produced audio)."""
+    """Audio seconds produced per second of engine time: exponentially weighted sums of both, so
+    prefill-only ticks count as the cost they are."""
 
-    audio_s_per_s: float = 0.0
-    alpha: float = 0.05
+    audio_s: float = 0.0
+    busy_s: float = 0.0
+    alpha: float = 0.02
+
+    @property
+    def audio_s_per_s(self) -> float:
+        return self.audio_s / self.busy_s if self.busy_s > 0 and self.audio_s > 0 else 0.0
 
     def learn(self, audio_s: float, busy_s: float) -> None:
-        if busy_s <= 0 or audio_s <= 0:
+        if busy_s <= 0:
             return
-        rate = audio_s / busy_s
-        if self.audio_s_per_s == 0.0:
-            self.audio_s_per_s = rate
-        else:
-            self.audio_s_per_s = (1 - self.alpha) * self.audio_s_per_s + self.alpha * rate
+        if self.busy_s == 0.0:
+            self.audio_s, self.busy_s = audio_s, busy_s
+            return
+        self.audio_s = (1 - self.alpha) * self.audio_s + self.alpha * audio_s
+        self.busy_s = (1 - self.alpha) * self.busy_s + self.alpha * busy_s
 
 
 @dataclass

@@ -170,22 +170,32 @@ class Agent:
             await asyncio.sleep(pause)
 
     async def _turn_once(self, client: StreamClient) -> None:
+        """One turn; its figures are kept even when the connection drops halfway (then re-raised)."""
         turn = self._turn
         self._turn += 1
         context_id = f"s{self.index}-t{turn}"
-        text = make_response(self.rng)
+        playout: Playout | None = None
+        try:
+            record = await self._speak(client, context_id, make_response(self.rng))
+            playout = simulate_playout(chunks_of(record), self.config.jitter_buffer_s)
+            if playout is not None:
+                await asyncio.sleep(max(0.0, playout.end_s - time.monotonic()))
+            await client.report(underruns=playout.underrun_count if playout else 0)
+        finally:
+            self._keep(client.context(context_id), playout, turn)
+
+    async def _speak(self, client: StreamClient, context_id: str, text: str) -> ContextRecord:
+        """Stream ``text`` into a new context and wait until it is done (cancel it if it is late)."""
         await client.stream_words(context_id, text, self.config.words_per_s)
         await client.close_context(context_id)
         try:
-            record = await client.wait_done(context_id, self.config.done_timeout_s)
+            return await client.wait_done(context_id, self.config.done_timeout_s)
         except DoneTimeout as exc:
             self.outcome.errors[exc.code] += 1
             await client.cancel(context_id)
-            record = client.context(context_id)
-        playout = simulate_playout(chunks_of(record), self.config.jitter_buffer_s)
-        if playout is not None:
-            await asyncio.sleep(max(0.0, playout.end_s - time.monotonic()))
-        await client.report(underruns=playout.underrun_count if playout else 0)
+            return client.context(context_id)
+
+    def _keep(self, record: ContextRecord, playout: Playout | None, turn: int) -> None:
         result = utterance_result(
             record,
             playout,

@@ -476,7 +476,7 @@ class StreamClient:
         Raises ``DoneTimeout`` after ``timeout_s``, ``ConnectionLost`` if the socket closes first.
         """
         record = self.demux.record(context_id)
-        if not record.finished:
+        if not record.finished and not self.closed:
             event = self._finished.setdefault(context_id, asyncio.Event())
             try:
                 async with asyncio.timeout(timeout_s):

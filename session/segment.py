@@ -20,8 +20,8 @@ initials ("J."), and a list number at the start of a unit ("1."). After "etc.", 
 acronym ("U.S.", "p.m.") it ends only if the next word starts with a capital letter. Decimals, URLs
 and e-mail addresses never end a sentence because no whitespace follows their inner dots.
 
-Cost: each ``push`` rescans the buffered text, which is at most one unit (about ``max_unit_words``
-words) unless a client sends a very long run of text without whitespace.
+Cost: a push reads only the text that is not settled yet (usually its own text and the last word
+before it), so streaming a text costs time linear in its length.
 """
 
 from __future__ import annotations
@@ -120,42 +120,53 @@ def _classify(token: str, next_char: str | None, first_in_unit: bool) -> _Kind:
     return _Kind.NONE
 
 
-def _find_cut(text: str, *, first: bool, config: SegmenterConfig, final: bool) -> int | None:
-    """Where the unit at the start of ``text`` ends, or ``None`` while that cannot be decided yet.
+@dataclass
+class _Scan:
+    """How far the unit at the start of the buffer has been read: the tokens before ``resume`` are
+    settled as no place to cut, whatever text comes later. Lets each push read only new text."""
+
+    resume: int = 0
+    words: int = 0
+    last_clause: int | None = None
+
+
+def _find_cut(
+    text: str, *, first: bool, config: SegmenterConfig, final: bool, scan: _Scan
+) -> int | None:
+    """Where the unit at the start of ``text`` (no leading whitespace) ends, or ``None`` while that
+    cannot be decided yet; advances ``scan`` past the tokens it settles.
 
     ``first``: the unit is the first of its utterance. ``final``: no more text will come. A result
     never changes when more text is appended (that is what makes segmentation split-independent).
     """
-    tokens = list(_TOKEN.finditer(text))
-    words = 0
-    last_clause: int | None = None
-    for index, token in enumerate(tokens):
+    tokens = _TOKEN.finditer(text, scan.resume)
+    token = next(tokens, None)
+    while token is not None:
         end = token.end()
         if end == len(text) and not final:
             return None  # the word may still grow
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
-        gap = text[end : following.start() if following else len(text)]
-        next_char = _first_letter(following.group()) if following else None
-        words += _is_word(token.group())
-        if words == 0 or end - tokens[0].start() < config.min_unit_chars:
-            continue
-        kind = _classify(token.group(), next_char, index == 0)
-        if first and (
-            words >= config.first_unit_max_words
-            or (kind is _Kind.CLAUSE and words >= config.first_unit_min_words)
-        ):
-            return end
-        if kind is _Kind.SENTENCE or "\n" in gap:
-            return end
-        if kind is _Kind.UNDECIDED:
-            return None
-        if not first:
-            if kind is _Kind.CLAUSE:
-                last_clause = end
-            if words >= config.max_unit_words:
-                return last_clause if last_clause is not None else end
-        if following is None and not final:
-            return None  # a newline may still come before the next word
+        following = next(tokens, None)
+        words = scan.words + _is_word(token.group())
+        last_clause = scan.last_clause
+        if words and end >= config.min_unit_chars:
+            next_char = _first_letter(following.group()) if following else None
+            kind = _classify(token.group(), next_char, token.start() == 0)
+            if first and (
+                words >= config.first_unit_max_words
+                or (kind is _Kind.CLAUSE and words >= config.first_unit_min_words)
+            ):
+                return end
+            gap = text[end : following.start() if following else len(text)]
+            if kind is _Kind.SENTENCE or "\n" in gap:
+                return end
+            if kind is _Kind.UNDECIDED or (following is None and not final):
+                return None  # waiting for the next word, or a line break before it
+            if not first:
+                last_clause = end if kind is _Kind.CLAUSE else last_clause
+                if words >= config.max_unit_words:
+                    return last_clause if last_clause is not None else end
+        scan.resume, scan.words, scan.last_clause = end, words, last_clause
+        token = following
     return None
 
 
@@ -169,7 +180,9 @@ class Segmenter:
     def __init__(self, config: SegmenterConfig | None = None) -> None:
         self.config = config if config is not None else SegmenterConfig()
         self._buffer = ""
+        """Text not yet returned in a unit; never starts with whitespace."""
         self._first = True
+        self._scan = _Scan()
 
     @property
     def pending(self) -> str:
@@ -183,7 +196,7 @@ class Segmenter:
 
     def push(self, text: str) -> list[str]:
         """Add ``text`` (any piece: a token, a word, many sentences); returns completed units."""
-        self._buffer += text
+        self._buffer += text if self._buffer else text.lstrip()
         return self._cut(final=False)
 
     def flush(self) -> list[str]:
@@ -194,17 +207,21 @@ class Segmenter:
             units.append(rest)
         self._buffer = ""
         self._first = True
+        self._scan = _Scan()
         return units
 
     def _cut(self, *, final: bool) -> list[str]:
         units: list[str] = []
         while True:
-            end = _find_cut(self._buffer, first=self._first, config=self.config, final=final)
+            end = _find_cut(
+                self._buffer, first=self._first, config=self.config, final=final, scan=self._scan
+            )
             if end is None:
                 break
             units.append(self._buffer[:end].strip())
             self._buffer = self._buffer[end:].lstrip()
             self._first = False
+            self._scan = _Scan()
         return units
 
 

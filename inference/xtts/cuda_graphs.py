@@ -2,7 +2,8 @@
 
 A decode step is ~15 small kernels per layer; at XTTS sizes launching them costs more than running
 them. A graph replays the whole step in one launch. Batches are padded up to the next captured size
-with rows that write only to the KV cache's scratch slot; contexts are padded to the next bucket
+with rows that write only to the KV cache's dump position (of the scratch slot when rows are
+gathered, of the next slots when rows are read in place); contexts are padded to the next bucket
 (masked keys cost a little bandwidth, nothing else). Graphs are captured lazily on first use and
 share one memory pool; outputs are copied out right after replay, before any other graph runs.
 """
@@ -13,9 +14,9 @@ from typing import Callable
 
 import torch
 
-StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
+StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, bool],
                   tuple[torch.Tensor, torch.Tensor]]
-"""(codes, audio positions, slots, cache positions, context) -> (latents, logits), all [B, ...]."""
+"""(codes, audio positions, slots, cache positions, context, contiguous) -> (latents, logits)."""
 
 
 def batch_buckets(max_batch: int) -> list[int]:
@@ -24,14 +25,15 @@ def batch_buckets(max_batch: int) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, step: StepFn, *, max_batch: int, scratch_slot: int,
+    def __init__(self, step: StepFn, *, max_batch: int, scratch_slot: int, dump_position: int,
                  device: torch.device) -> None:
         self._step = step
         self._buckets = batch_buckets(max_batch)
         self._scratch = scratch_slot
+        self._dump = dump_position
         self._device = device
         self._pool = torch.cuda.graph_pool_handle()
-        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, list[torch.Tensor],
+        self._graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, list[torch.Tensor],
                                                   tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @property
@@ -45,32 +47,40 @@ class DecodeGraphs:
         raise ValueError(f"batch {batch} exceeds the largest graph ({self._buckets[-1]})")
 
     def run(self, codes: torch.Tensor, audio_pos: torch.Tensor, slots: torch.Tensor,
-            positions: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+            positions: torch.Tensor, context: int, contiguous: bool
+            ) -> tuple[torch.Tensor, torch.Tensor]:
         batch = codes.shape[0]
-        key = (self.bucket(batch), context)
+        key = (self.bucket(batch), context, contiguous)
         if key not in self._graphs:
             self._graphs[key] = self._capture(*key)
         graph, inputs, (latents, logits) = self._graphs[key]
-        for static, value, fill in zip(inputs, (codes, audio_pos, slots, positions),
-                                       (0, 0, self._scratch, 0)):
+        for static, value in zip(inputs, (codes, audio_pos, slots, positions)):
             static[:batch].copy_(value)
-            static[batch:].fill_(fill)
+        self._pad(inputs, batch, contiguous)
         graph.replay()
         return latents[:batch].clone(), logits[:batch].clone()
 
-    def _capture(self, batch: int, context: int) -> tuple[
-            torch.cuda.CUDAGraph, list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        def filled(value: int) -> torch.Tensor:
-            return torch.full((batch,), value, dtype=torch.long, device=self._device)
+    def _pad(self, inputs: list[torch.Tensor], batch: int, contiguous: bool) -> None:
+        codes, audio_pos, slots, positions = inputs
+        codes[batch:].fill_(0)
+        audio_pos[batch:].fill_(0)
+        positions[batch:].fill_(self._dump)
+        if contiguous:
+            slots[batch:].copy_(torch.arange(batch, slots.shape[0], device=self._device))
+        else:
+            slots[batch:].fill_(self._scratch)
 
-        inputs = [filled(0), filled(0), filled(self._scratch), filled(0)]
+    def _capture(self, batch: int, context: int, contiguous: bool) -> tuple[
+            torch.cuda.CUDAGraph, list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        inputs = [torch.zeros(batch, dtype=torch.long, device=self._device) for _ in range(4)]
+        self._pad(inputs, 0, contiguous)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # warm up kernels and allocator outside capture
-                self._step(*inputs, context)  # type: ignore[call-arg]
+                self._step(*inputs, context, contiguous)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            outputs = self._step(*inputs, context)  # type: ignore[call-arg]
+            outputs = self._step(*inputs, context, contiguous)
         return graph, inputs, outputs

@@ -91,6 +91,8 @@ class _Request:
     last_code: int = 0
     finished: bool = False
     samples: int = 0
+    vocode_at: int = 0
+    """Codes before which the next window cannot be complete (skips the exact check)."""
 
 
 class XttsEngine:
@@ -129,7 +131,8 @@ class XttsEngine:
         self._graphs: DecodeGraphs | None = None
         if self.config.cuda_graphs and self.device.type == "cuda":
             self._graphs = DecodeGraphs(self._forward_step, max_batch=self.config.max_active,
-                                        scratch_slot=self.cache.scratch_slot, device=self.device)
+                                        scratch_slot=self.cache.scratch_slot,
+                                        dump_position=self.cache.dump_position, device=self.device)
 
     # construction -------------------------------------------------------------------------------
 
@@ -185,6 +188,28 @@ class XttsEngine:
         codes = self._history[request.slot, :request.codes].tolist()
         return codes, self._latents[request.slot, :request.codes].float().cpu()
 
+    def check_graphs(self, batch: int, context: int) -> float:
+        """Largest difference between the logits of captured decode steps and the same steps run
+        eagerly, rows gathered and in place. Call before traffic: it writes into slots
+        ``0..batch-1``. 0.0 without graphs."""
+        if self._graphs is None:
+            return 0.0
+        worst = 0.0
+        positions = torch.arange(batch, device=self.device)
+        codes = positions % self.model_config.gpt_start_audio_token
+        scratch = torch.full_like(positions, self.cache.scratch_slot)
+        with torch.inference_mode():
+            for slots, contiguous in ((scratch, False), (positions, True)):
+                _, eager = self._forward_step(codes, positions, slots, positions, context,
+                                              contiguous)
+                _, graphed = self._graphs.run(codes, positions, slots, positions, context,
+                                              contiguous)
+                worst = max(worst, float((eager.float() - graphed.float()).abs().max()))
+        return worst
+
+    def disable_graphs(self) -> None:
+        self._graphs = None
+
     def capture_graphs(self, batch_sizes: Sequence[int], contexts: Sequence[int]) -> int:
         """Capture decode graphs ahead of traffic so no request waits for a capture. Returns how
         many graphs exist (0 without CUDA graphs)."""
@@ -192,11 +217,15 @@ class XttsEngine:
             return 0
         zeros = torch.zeros(1, dtype=torch.long, device=self.device)
         slot = torch.full((1,), self.cache.scratch_slot, dtype=torch.long, device=self.device)
+        dump = torch.full((1,), self.cache.dump_position, dtype=torch.long, device=self.device)
         with torch.inference_mode():
             for batch in batch_sizes:
                 for context in contexts:
-                    self._graphs.run(zeros.expand(batch), zeros.expand(batch),
-                                     slot.expand(batch), zeros.expand(batch), context)
+                    for contiguous in (False, True):
+                        slots = (torch.arange(batch, device=self.device) if contiguous
+                                 else slot.expand(batch))
+                        self._graphs.run(zeros.expand(batch), zeros.expand(batch), slots,
+                                         dump.expand(batch), context, contiguous)
         return self._graphs.captured
 
     def warmup(self) -> None:
@@ -320,6 +349,8 @@ class XttsEngine:
         def ids(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long, device=self.device)
 
+        requests.sort(key=lambda r: r.slot)  # slots 0..B-1 in order are read in place
+        contiguous = all(r.slot == i for i, r in enumerate(requests))
         codes = ids([r.last_code for r in requests])
         audio_pos = ids([r.codes for r in requests])
         slots = ids([r.slot for r in requests])
@@ -328,19 +359,22 @@ class XttsEngine:
         context = min(self.cache.max_len, -(-(max(r.length for r in requests) + 1) // bucket) * bucket)
         t0 = time.perf_counter()
         if self._graphs is not None:
-            latents, logits = self._graphs.run(codes, audio_pos, slots, positions, context)
+            latents, logits = self._graphs.run(codes, audio_pos, slots, positions, context,
+                                               contiguous)
         else:
-            latents, logits = self._forward_step(codes, audio_pos, slots, positions, context)
+            latents, logits = self._forward_step(codes, audio_pos, slots, positions, context,
+                                                 contiguous)
         extras["gpt_s"] = extras.get("gpt_s", 0.0) + time.perf_counter() - t0
         for request in requests:
             request.length += 1
         self._accept(requests, latents, logits)
 
     def _forward_step(self, codes: torch.Tensor, audio_pos: torch.Tensor, slots: torch.Tensor,
-                      positions: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      positions: torch.Tensor, context: int, contiguous: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         gpt = self.model.gpt
         x = gpt.code_embeddings(codes, audio_pos)
-        hidden = gpt.gpt.forward_decode(x, self.cache, slots, positions, context)
+        hidden = gpt.gpt.forward_decode(x, self.cache, slots, positions, context, contiguous)
         return gpt.latents_and_logits(hidden)
 
     def _accept(self, requests: list[_Request], latents: torch.Tensor, logits: torch.Tensor) -> None:
@@ -365,10 +399,13 @@ class XttsEngine:
     def _vocode(self, requests: list[_Request], extras: dict[str, float]) -> list[RequestOutput]:
         jobs: list[tuple[_Request, Window]] = []
         for request in requests:
+            if request.codes < request.vocode_at and not request.finished:
+                continue
             known = request.chain.known(request.codes, request.finished)
             window = request.planner.next_window(known, request.finished)
             if window is not None:
                 jobs.append((request, window))
+            request.vocode_at = self._codes_needed(request)
         t0 = time.perf_counter()
         audio = self._decode_windows(jobs)
         extras["vocoder_s"] = extras.get("vocoder_s", 0.0) + time.perf_counter() - t0
@@ -381,6 +418,14 @@ class XttsEngine:
                 if request.finished else ()
             outputs.append(RequestOutput(request.id, pcm, words, request.finished))
         return outputs
+
+    def _codes_needed(self, request: _Request) -> int:
+        """A lower bound on the codes that complete the request's next window."""
+        planner = request.planner
+        size = planner.schedule[min(planner.windows, len(planner.schedule) - 1)]
+        frames = planner.emitted + size + planner.context
+        per_code = math.prod(stage.scale for stage in request.chain.stages)
+        return int(frames / per_code) - 2
 
     def _decode_windows(self, jobs: list[tuple[_Request, Window]]) -> dict[RequestId, FloatAudio]:
         groups: dict[tuple[str, int], list[tuple[_Request, Window, torch.Tensor]]] = {}

@@ -8,46 +8,46 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 
-def _hz_to_mel(freq: torch.Tensor, scale: str) -> torch.Tensor:
+def _hz_to_mel(freq: np.ndarray, scale: str) -> np.ndarray:
     if scale == "htk":
-        return 2595.0 * torch.log10(1.0 + freq / 700.0)
-    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, torch.log(torch.tensor(6.4)) / 27.0
-    mels = freq / f_sp
+        return 2595.0 * np.log10(1.0 + freq / 700.0)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
     log_region = freq >= min_log_hz
-    return torch.where(log_region, min_log_hz / f_sp + torch.log(freq / min_log_hz) / logstep, mels)
+    safe = np.maximum(freq, min_log_hz)
+    return np.where(log_region, min_log_hz / f_sp + np.log(safe / min_log_hz) / logstep, freq / f_sp)
 
 
-def _mel_to_hz(mels: torch.Tensor, scale: str) -> torch.Tensor:
+def _mel_to_hz(mels: np.ndarray, scale: str) -> np.ndarray:
     if scale == "htk":
         return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, torch.log(torch.tensor(6.4)) / 27.0
-    freqs = f_sp * mels
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
     min_log_mel = min_log_hz / f_sp
-    return torch.where(mels >= min_log_mel, min_log_hz * torch.exp(logstep * (mels - min_log_mel)),
-                       freqs)
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)),
+                    f_sp * mels)
 
 
 def mel_filterbank(
     n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int,
     norm: str | None = None, mel_scale: str = "htk",
 ) -> torch.Tensor:
-    """``torchaudio.functional.melscale_fbanks``: ``[n_freqs, n_mels]``."""
-    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_min = _hz_to_mel(torch.tensor(float(f_min)), mel_scale)
-    m_max = _hz_to_mel(torch.tensor(float(f_max)), mel_scale)
-    f_pts = _mel_to_hz(torch.linspace(float(m_min), float(m_max), n_mels + 2), mel_scale)
+    """``torchaudio.functional.melscale_fbanks`` (in numpy, so it also works under a meta device
+    context): ``[n_freqs, n_mels]`` float32."""
+    all_freqs = np.linspace(0, sample_rate // 2, n_freqs)
+    m_min, m_max = _hz_to_mel(np.array([f_min, f_max], dtype=np.float64), mel_scale)
+    f_pts = _mel_to_hz(np.linspace(m_min, m_max, n_mels + 2), mel_scale)
     f_diff = f_pts[1:] - f_pts[:-1]
-    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
+    slopes = f_pts[None, :] - all_freqs[:, None]
     down = -slopes[:, :-2] / f_diff[:-1]
     up = slopes[:, 2:] / f_diff[1:]
-    fb = torch.clamp(torch.min(down, up), min=0.0)
+    fb = np.maximum(np.minimum(down, up), 0.0)
     if norm == "slaney":
         fb = fb * (2.0 / (f_pts[2: n_mels + 2] - f_pts[:n_mels]))
-    return fb
+    return torch.from_numpy(fb.astype(np.float32))
 
 
 class _Spectrogram(nn.Module):

@@ -119,19 +119,25 @@ class GptStack(nn.Module):
         slots: torch.Tensor,
         positions: torch.Tensor,
         context: int,
+        contiguous: bool = False,
     ) -> torch.Tensor:
         """One new position per row: ``x`` [B, D] sits at ``positions`` [B] of cache rows ``slots``
         [B]; each row attends to its own first ``positions + 1`` entries. ``context`` (> every
-        position) bounds how much of each row is read."""
+        position) bounds how much of each row is read. ``contiguous`` promises ``slots`` is
+        ``0..B-1``: rows are then read in place instead of gathered (a copy per layer)."""
         x = x.unsqueeze(1)
+        rows = x.shape[0]
         span = torch.arange(context, device=x.device)
         mask = (span[None, :] <= positions[:, None])[:, None, None, :]
         for i, block in enumerate(self.h):
             q, k, v = block.attn.qkv(block.ln_1(x))
             cache.k[i, slots, :, positions] = k[:, :, 0]
             cache.v[i, slots, :, positions] = v[:, :, 0]
-            keys = cache.k[i, :, :, :context].index_select(0, slots)
-            values = cache.v[i, :, :, :context].index_select(0, slots)
+            if contiguous:
+                keys, values = cache.k[i, :rows, :, :context], cache.v[i, :rows, :, :context]
+            else:
+                keys = cache.k[i, :, :, :context].index_select(0, slots)
+                values = cache.v[i, :, :, :context].index_select(0, slots)
             x = self._finish_block(block, x, q, keys, values, mask)
         return self.ln_f(x[:, 0])
 

@@ -2,7 +2,8 @@
 
 All rows have room for the longest XTTS sequence, so admitting a request never allocates: it takes a
 free slot, and releasing it gives the slot back. One extra scratch row at index ``slots`` absorbs the
-writes of padding rows when a decode batch is padded to a captured CUDA-graph size.
+writes of padding rows when a decode batch is padded to a captured CUDA-graph size, and every row
+has one spare last position (``dump_position``) that padding rows write to and no request reads.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ class KvCache:
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
-        shape = (layers, slots + 1, heads, max_len, head_dim)
+        shape = (layers, slots + 1, heads, max_len + 1, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.slots = slots
         self.max_len = max_len
         self._free = list(range(slots - 1, -1, -1))
+
+    @property
+    def dump_position(self) -> int:
+        return self.max_len
 
     @property
     def scratch_slot(self) -> int:
