@@ -267,7 +267,7 @@ class PiperEngine:
         scales = np.array([noise_scale, length_scale / unit.speed, noise_w], dtype=np.float32)
         rng = np.random.default_rng([self.config.seed, zlib.crc32(unit.text.encode("utf-8"))])
         z, durations = self._latent(np.array([ids], dtype=np.int64), scales, rng)
-        return _Request(z, word_spans(phonemes.words, owners, durations, int(z.shape[1])))
+        return _Request(z, _word_spans(phonemes.words, owners, durations, int(z.shape[1])))
 
     def _latent(self, ids: npt.NDArray[np.int64], scales: _F32,
                 rng: np.random.Generator) -> tuple[_F32, npt.NDArray[np.int64]]:
@@ -358,7 +358,7 @@ def phoneme_ids(phonemes: Phonemes,
     return ids, owners
 
 
-def word_spans(words: Sequence[str], owners: Sequence[int], durations: npt.NDArray[np.int64],
+def _word_spans(words: Sequence[str], owners: Sequence[int], durations: npt.NDArray[np.int64],
                frames: int) -> tuple[_WordSpan, ...]:
     """Frame spans of the words that own at least one phoneme id, in word order. A word runs from
     the first frame of its first id to the last frame of its last id (the pad after its last
@@ -434,7 +434,7 @@ def _rename_tensors(model: onnx.ModelProto, names: Mapping[str, str]) -> None:
     for node in graph.node:
         node.input[:] = [names.get(n, n) for n in node.input]
         node.output[:] = [names.get(n, n) for n in node.output]
-    for value in [*graph.input, *graph.output]:
+    for value in [*graph.input, *graph.output, *graph.value_info]:
         value.name = names.get(value.name, value.name)
 
 

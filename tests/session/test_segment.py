@@ -40,7 +40,7 @@ def test_first_unit_is_released_by_the_token_after_its_clause() -> None:
     segmenter = Segmenter()
     assert segmenter.push("Hello") == []
     assert segmenter.push(" there") == []
-    assert segmenter.push(",") == []  # "3," might still become "3,000"; wait for the space
+    assert segmenter.push(",") == []  # "there,x" would not be a clause: wait for the space
     assert segmenter.push(" how") == ["Hello there,"]
     assert segmenter.pending == "how"
 
@@ -121,6 +121,14 @@ def test_a_long_sentence_without_clauses_is_cut_at_max_words() -> None:
         "f g h i j",
         "k l.",
     ]
+
+
+def test_a_line_break_after_the_last_allowed_word_wins_over_a_clause_cut() -> None:
+    config = SegmenterConfig(first_unit_min_words=1, first_unit_max_words=3, max_unit_words=5)
+    text = "a b c d e f so, g \nh"
+    expected = ["a b c", "d e f so, g", "h"]
+    assert split_units(text, config) == expected
+    assert stream(list(text), config) == expected  # the space before "\n" must not decide it
 
 
 # --- what is and is not a sentence end -------------------------------------------------------------
@@ -273,7 +281,7 @@ def split_text(draw: st.DrawFn, text_strategy: st.SearchStrategy[str]) -> tuple[
 _ANY_TEXT = st.text(alphabet="ab1 .,;:!?—-\n\"')eDrM", max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(split_text(texts() | _ANY_TEXT), st.sampled_from(_CONFIGS))
 def test_units_do_not_depend_on_how_the_text_was_split(
     case: tuple[str, list[str]], config: SegmenterConfig
