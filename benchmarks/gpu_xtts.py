@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.engine import (  # noqa: E402
+from inference.engine import (
     DecodeItem,
     EnginePlan,
     EngineResult,
@@ -40,15 +40,15 @@ from inference.engine import (  # noqa: E402
     RequestId,
     SynthesisUnit,
 )
-from inference.scheduler import (  # noqa: E402
+from inference.scheduler import (
     Scheduler,
     SchedulerConfig,
     StreamEvent,
     StreamFinished,
     UnitAudio,
 )
-from inference.xtts import XttsConfig, XttsEngine, XttsEngineConfig  # noqa: E402
-from loadtest.playout import Chunk, simulate_playout  # noqa: E402
+from inference.xtts import XttsConfig, XttsEngine, XttsEngineConfig
+from loadtest.playout import Chunk, simulate_playout
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the band plays on in the park "
         "near the river today.")
@@ -103,6 +103,9 @@ class LevelResult:
     rtf: list[float]
     step_ms: float | None
     gpt_ms: float | None
+    vocoder_ms: float | None
+    tick_p95_ms: float
+    first_underrun_chunk: float | None
     peak_gib: float
     wall_s: float
 
@@ -116,7 +119,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def run_level(scheduler: Scheduler, recorder: RecordingEngine, n: int, stagger_s: float,
@@ -148,7 +151,7 @@ def run_level(scheduler: Scheduler, recorder: RecordingEngine, n: int, stagger_s
         with lock:
             sid = scheduler.open_stream(sink)
             if not isinstance(sid, int):
-                raise RuntimeError(f"stream refused: {sid}")
+                raise RuntimeError(f"stream refused: {sid}")  # noqa: TRY004 - a refusal, not a type error
             logs[sid] = StreamLog(submitted=time.perf_counter())
         scheduler.submit(sid, SynthesisUnit(text, recorder.voices()[0]))
         scheduler.end_stream(sid)
@@ -160,28 +163,35 @@ def run_level(scheduler: Scheduler, recorder: RecordingEngine, n: int, stagger_s
             if not log.done:
                 scheduler.cancel(sid)
     ttfa = [(log.chunks[0].arrival_s - log.submitted) * 1000 for log in done]
-    underruns = 0
+    underruns, first_bad = 0, []
     rtf = []
     for log in done:
         playout = simulate_playout(log.chunks, JITTER_BUFFER_S)
-        underruns += bool(playout and playout.underrun_count)
+        if playout and playout.underrun_count:
+            underruns += 1
+            at = playout.underruns[0].at_s
+            first_bad.append(next(i for i, c in enumerate(log.chunks) if c.arrival_s > at))
         rtf.append((log.done - log.submitted) / sum(c.duration_s for c in log.chunks))
-    step, gpt = step_times(recorder.ticks[first_tick:], n)
+    ticks = recorder.ticks[first_tick:]
+    step, gpt, vocoder = step_times(ticks, n)
+    tick_p95 = pct([(r.prefill_s + r.decode_s) * 1000 for _, _, r in ticks], 95)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-    return LevelResult(n, len(done), ttfa, underruns, rtf, step, gpt, peak, wall)
+    return LevelResult(n, len(done), ttfa, underruns, rtf, step, gpt, vocoder, tick_p95,
+                       statistics.median(first_bad) if first_bad else None, peak, wall)
 
 
 def step_times(ticks: list[tuple[int, int, EngineResult]], batch: int
-               ) -> tuple[float | None, float | None]:
-    """Median decode time (GPT step + vocoder windows) and GPT-only time of decode-only ticks at
-    the largest batch seen (close to ``batch``)."""
+               ) -> tuple[float | None, float | None, float | None]:
+    """Median decode time (GPT step + vocoder windows), GPT-only and vocoder-only time of
+    decode-only ticks at the largest batch seen (close to ``batch``)."""
     decodes = [(d, r) for p, d, r in ticks if d and not p]
     if not decodes:
-        return None, None
+        return None, None, None
     top = max(d for d, _ in decodes)
     near = [r for d, r in decodes if d >= 0.9 * top]
     return (statistics.median(r.decode_s for r in near) * 1000,
-            statistics.median(r.extras.get("gpt_s", 0.0) for r in near) * 1000)
+            statistics.median(r.extras.get("gpt_s", 0.0) for r in near) * 1000,
+            statistics.median(r.extras.get("vocoder_s", 0.0) for r in near) * 1000)
 
 
 @dataclass
@@ -241,7 +251,8 @@ def prepare_graphs(engine: XttsEngine, levels: list[int], tokens: int, text: str
         contexts = [min(c, engine.cache.max_len) for c in contexts]
         sizes = [b for b in batch_buckets(engine.config.max_active) if b <= max(levels)]
         t0 = time.perf_counter()
-        count = engine.capture_graphs(sizes, sorted(set(contexts)))
+        widths = range(32, 160, 32)
+        count = engine.capture_graphs(sizes, sorted(set(contexts)), widths)
         return f"on ({count} graphs, {time.perf_counter() - t0:.1f} s to capture, check {diff:.2g})"
     except Exception as exc:  # noqa: BLE001 - a benchmark reports and carries on eagerly
         engine.disable_graphs()
@@ -255,7 +266,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=None, help="audio codes per stream")
     parser.add_argument("--stagger-ms", type=float, default=None)
     parser.add_argument("--no-graphs", action="store_true")
-    parser.add_argument("--budget-s", type=float, default=400.0,
+    parser.add_argument("--budget-s", type=float, default=330.0,
                         help="skip remaining levels once this much time has gone")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -279,7 +290,8 @@ def main() -> None:
 
     config = XttsEngineConfig(device=device, dtype=dtype, max_active=max(levels),
                               fixed_tokens=tokens, cuda_graphs=graphs,
-                              context_bucket=128 if device == "cuda" else 64)
+                              context_bucket=128 if device == "cuda" else 64,
+                              vocoder_bucket=32)
     engine = XttsEngine.random(model_config, config, seed=0)
     dev = torch.device(device)
     card = torch.cuda.get_device_name(dev) if device == "cuda" else "cpu"
@@ -309,7 +321,7 @@ def main() -> None:
             if time.perf_counter() - started > args.budget_s:
                 print(f"# budget spent: level {n} and above skipped", flush=True)
                 break
-            result = run_level(scheduler, recorder, n, stagger_s, timeout_s=90.0, device=dev,
+            result = run_level(scheduler, recorder, n, stagger_s, timeout_s=60.0, device=dev,
                                text=text)
             results.append(result)
             print(f"# level {n}: {result.completed}/{n} done in {result.wall_s:.1f} s, TTFA p95 "
@@ -326,14 +338,16 @@ def print_table(results: list[LevelResult], baseline: Baseline, stagger_s: float
     print(f"XTTS ({'tiny' if card == 'cpu' else 'v2 sizes'}), random weights, {card}, {dtype}, CUDA graphs {graph_note.split(' ')[0]}, "
           f"arrivals every {stagger_s * 1000:.0f} ms")
     header = (f"{'streams':>7} {'done':>5} {'TTFA p50':>9} {'TTFA p95':>9} {'underrun':>8} "
-              f"{'RTF p50':>8} {'RTF max':>8} {'step ms':>8} {'gpt ms':>7} {'GiB':>5} "
-              f"{'serial TTFA p95':>15}")
+              f"{'RTF p50':>8} {'RTF max':>8} {'step ms':>8} {'gpt ms':>7} {'voc ms':>7} "
+              f"{'tick p95':>9} {'GiB':>5} {'serial TTFA p95':>15}")
     print(header)
     for r in results:
         serial = pct(baseline.ttfa_ms_at(r.streams, stagger_s), 95)
+        bad = "" if r.first_underrun_chunk is None else f" (chunk {r.first_underrun_chunk:.0f})"
         print(f"{r.streams:>7} {r.completed:>5} {pct(r.ttfa_ms, 50):>7.0f}ms {pct(r.ttfa_ms, 95):>7.0f}ms "
               f"{r.underrun_streams:>8} {pct(r.rtf, 50):>8.3f} {max(r.rtf, default=float('nan')):>8.3f} "
-              f"{_fmt(r.step_ms):>8} {_fmt(r.gpt_ms):>7} {r.peak_gib:>5.1f} {serial:>13.0f}ms")
+              f"{_fmt(r.step_ms):>8} {_fmt(r.gpt_ms):>7} {_fmt(r.vocoder_ms):>7} "
+              f"{r.tick_p95_ms:>7.1f}ms {r.peak_gib:>5.1f} {serial:>13.0f}ms{bad}")
     carried = max((r.streams for r in results if r.real_time), default=0)
     serial_streams = int(baseline.speed)
     ratio = carried / serial_streams if serial_streams else float("inf")

@@ -106,6 +106,8 @@ class PiperConfig:
     """The stock Piper ONNX voice; its config is ``<model_path>.json``."""
     voice_name: str = "joe"
     intra_op_threads: int = 2
+    allow_spinning: bool = False
+    """Let ONNX Runtime's idle worker threads spin (lower latency on a dedicated machine)."""
     first_chunk_frames: int = 16
     """Frames in a request's first chunk (16 frames = 186 ms of audio)."""
     chunk_frames: int = 64
@@ -192,7 +194,9 @@ class PiperEngine:
         self._voice = _load_voice_settings(self.config)
         paths = ensure_split_graphs(self.config.model_path, cache_dir or DEFAULT_CACHE_DIR)
         threads = self.config.intra_op_threads
-        self._encoder, self._flow, self._decoder = (_session(p, threads) for p in paths)
+        self._encoder, self._flow, self._decoder = (
+            _session(p, threads, self.config.allow_spinning) for p in paths
+        )
         self._requests: dict[RequestId, _Request] = {}
 
     @property
@@ -453,9 +457,12 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _session(path: Path, threads: int) -> Any:
+def _session(path: Path, threads: int, spinning: bool) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Spinning worker threads burn the cores that the event loop and the other graphs need while
+    # they wait; on a small CPU shared with the server that costs more than it saves.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -19,8 +19,9 @@ played all audio sent so far. Each piece of audio of ``d`` seconds moves it to
 
 Each tick is three calls (see ``inference.engine``)::
 
-    plan = schedule(state, now)        # earliest deadlines first, up to max_batch items, within the
-                                       # step budget (learned cost per prefill / decode item)
+    plan = schedule(state, now)        # earliest deadlines first, up to max_batch items that are
+                                       # due within batch_horizon_s, within the step budget
+                                       # (learned cost per prefill / decode item)
     result = engine.execute(plan)      # one batched model call per kind of work
     events = update(state, plan, result, now)   # playout clocks, finished units, events to sinks
 
@@ -71,6 +72,11 @@ class SchedulerConfig:
     """Most requests in one tick."""
     step_budget_ms: float = 120.0
     """Target wall time of one tick; bounds how long a new utterance waits for the next tick."""
+    batch_horizon_s: float | None = 0.25
+    """Beyond the most urgent item, a tick only takes items due within this horizon: work that is
+    not due yet waits for a later tick instead of delaying a newcomer's first audio (on a CPU a batch
+    costs the sum of its items). None batches every runnable stream (on a GPU a batch costs about
+    as much as one item)."""
     max_lead_s: float = 8.0
     """A stream this far ahead of its client's playout gets no more compute until it plays down."""
     safety_margin_s: float = 0.5
@@ -237,10 +243,13 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
     decodes: list[DecodeItem] = []
     budget_s = config.step_budget_ms / 1000.0
     spent_s = 0.0
+    horizon = None if config.batch_horizon_s is None else now + config.batch_horizon_s
     for stream in runnable[: config.max_batch]:
         head = stream.units[0]
         cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
         if prefills or decodes:
+            if horizon is not None and deadline(stream, now, config) > horizon:
+                break  # sorted by deadline: nothing after this is due either
             if spent_s + cost > budget_s:
                 continue
         spent_s += cost
@@ -503,7 +512,9 @@ class Scheduler:
     def _run(self) -> None:
         try:
             self.engine.warmup()
-            self._learn_from_warmup()
+            self._calibrate()  # the first pass still pays one-off costs; learn from the second
+            self._state.throughput = Throughput()
+            self._calibrate()
         except BaseException as exc:  # noqa: BLE001 - reported through .failed and /readyz
             log.exception("engine %s failed to warm up", self.engine.name)
             self.failed = exc
@@ -513,10 +524,10 @@ class Scheduler:
             self._drain_inbox(self._idle_wait_s())
             self._tick()
 
-    def _learn_from_warmup(self) -> None:
-        """Calibrate cost and throughput with one short real request so admission starts informed."""
+    def _calibrate(self) -> None:
+        """Learn cost and throughput from one real request so admission starts informed."""
         rid = RequestId(0)
-        unit = SynthesisUnit(text=_WARMUP_TEXT, voice=self.engine.voices()[0])
+        unit = SynthesisUnit(text=_CALIBRATION_TEXT, voice=self.engine.voices()[0])
         t0 = time.perf_counter()
         result = self.engine.execute(EnginePlan(prefills=(PrefillItem(rid, unit),)))
         audio_s = 0.0
@@ -609,7 +620,10 @@ class Scheduler:
         self.queue_depth = self._state.queued_units()
 
 
-_WARMUP_TEXT = "This is a short warm up sentence to measure speed."
+_CALIBRATION_TEXT = (
+    "This sentence measures how fast the engine speaks, so that admission starts with a fair "
+    "idea of how many voices it can carry at once in real time."
+)
 
 
 def _failed_result(plan: EnginePlan) -> EngineResult:

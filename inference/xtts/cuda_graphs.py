@@ -10,7 +10,7 @@ share one memory pool; outputs are copied out right after replay, before any oth
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -84,3 +84,52 @@ class DecodeGraphs:
         with torch.cuda.graph(graph, pool=self._pool):
             outputs = self._step(*inputs, context, contiguous)
         return graph, inputs, outputs
+
+
+class VocoderGraphs:
+    """The HiFi-GAN generator over a [batch, channels, width] window batch, one graph per (batch
+    bucket, width). Padding rows are zeros; their samples are discarded."""
+
+    def __init__(self, decoder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
+                 max_batch: int, device: torch.device) -> None:
+        self._decoder = decoder
+        sizes = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256)
+        self.buckets = [b for b in sizes if b < max_batch] + [max_batch]
+        self._device = device
+        self._pool = torch.cuda.graph_pool_handle()
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor,
+                                                  torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def captured(self) -> int:
+        return len(self._graphs)
+
+    def run(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        batch, width = z.shape[0], z.shape[2]
+        size = next((b for b in self.buckets if b >= batch), None)
+        if size is None:
+            return self._decoder(z, g)
+        key = (size, width)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(z, g, size)
+        graph, static_z, static_g, out = self._graphs[key]
+        static_z[:batch].copy_(z)
+        static_z[batch:].zero_()
+        static_g[:batch].copy_(g)
+        graph.replay()
+        return out[:batch].clone()
+
+    def _capture(self, z: torch.Tensor, g: torch.Tensor, size: int) -> tuple[
+            torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]:
+        static_z = torch.zeros((size,) + tuple(z.shape[1:]), dtype=z.dtype, device=self._device)
+        static_g = torch.zeros((size,) + tuple(g.shape[1:]), dtype=g.dtype, device=self._device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._decoder(static_z, static_g)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = self._decoder(static_z, static_g)
+        return graph, static_z, static_g, out

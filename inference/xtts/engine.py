@@ -38,7 +38,7 @@ from inference.engine import (
     WordTiming,
 )
 from inference.xtts.config import XttsConfig
-from inference.xtts.cuda_graphs import DecodeGraphs
+from inference.xtts.cuda_graphs import DecodeGraphs, VocoderGraphs
 from inference.xtts.kv_cache import KvCache
 from inference.xtts.model import XttsModel, load_model
 from inference.xtts.sampling import SamplingConfig, choose
@@ -56,8 +56,11 @@ class XttsEngineConfig:
     """``bfloat16`` on a GPU. Conditioning modules and the speaker encoder stay float32."""
     max_active: int = 16
     """KV-cache slots: requests prefilled and not yet released. More prefills fail ``engine_full``."""
-    window_frames: tuple[int, ...] = (16, 32, 64)
-    """Vocoder frames (10.7 ms each at 24 kHz) per streamed window; the last size repeats."""
+    window_frames: tuple[int, ...] = (14, 28, 46, 60)
+    """Vocoder frames (10.7 ms each at 24 kHz) per streamed window; the last size repeats. Each
+    window may be at most about the generation speed times the audio buffered when the previous
+    one arrives, or the client runs dry (at 1.8x real time, doubling 28 -> 60 did). With 18 frames
+    of context a side, 14/28/60 fill decoder widths of exactly 32/64/96 frames."""
     context_frames: int | None = None
     """Frames of context on each side of a window; None derives the decoder's receptive field."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -129,7 +132,10 @@ class XttsEngine:
             self.add_voice(name, voice)
         self._requests: dict[RequestId, _Request] = {}
         self._graphs: DecodeGraphs | None = None
+        self._vocoder_graphs: VocoderGraphs | None = None
         if self.config.cuda_graphs and self.device.type == "cuda":
+            self._vocoder_graphs = VocoderGraphs(decoder, max_batch=self.config.max_active,
+                                                 device=self.device)
             self._graphs = DecodeGraphs(self._forward_step, max_batch=self.config.max_active,
                                         scratch_slot=self.cache.scratch_slot,
                                         dump_position=self.cache.dump_position, device=self.device)
@@ -205,14 +211,25 @@ class XttsEngine:
                 _, graphed = self._graphs.run(codes, positions, slots, positions, context,
                                               contiguous)
                 worst = max(worst, float((eager.float() - graphed.float()).abs().max()))
+            if self._vocoder_graphs is not None:
+                z = torch.randn(3, self.model_config.decoder_input_dim, self.config.vocoder_bucket,
+                                device=self.device, dtype=self.dtype)
+                g = torch.randn(3, self.model_config.d_vector_dim, 1, device=self.device,
+                                dtype=self.dtype)
+                decoder = self.model.hifigan_decoder.waveform_decoder
+                diff = (decoder(z, g).float() - self._vocoder_graphs.run(z, g).float()).abs().max()
+                worst = max(worst, float(diff))
         return worst
 
     def disable_graphs(self) -> None:
         self._graphs = None
+        self._vocoder_graphs = None
 
-    def capture_graphs(self, batch_sizes: Sequence[int], contexts: Sequence[int]) -> int:
-        """Capture decode graphs ahead of traffic so no request waits for a capture. Returns how
-        many graphs exist (0 without CUDA graphs)."""
+    def capture_graphs(self, batch_sizes: Sequence[int], contexts: Sequence[int],
+                       vocoder_widths: Sequence[int] = ()) -> int:
+        """Capture decode graphs (and vocoder graphs of the given widths, batches up to 48) ahead
+        of traffic so no request waits for a capture. Returns how many graphs exist (0 without
+        CUDA graphs)."""
         if self._graphs is None:
             return 0
         zeros = torch.zeros(1, dtype=torch.long, device=self.device)
@@ -226,7 +243,19 @@ class XttsEngine:
                                  else slot.expand(batch))
                         self._graphs.run(zeros.expand(batch), zeros.expand(batch), slots,
                                          dump.expand(batch), context, contiguous)
-        return self._graphs.captured
+        if self._vocoder_graphs is not None:
+            channels, d_vector = self.model_config.decoder_input_dim, self.model_config.d_vector_dim
+            with torch.inference_mode():
+                for width in vocoder_widths:
+                    for batch in self._vocoder_graphs.buckets:
+                        if batch <= min(48, self.config.max_active):
+                            self._vocoder_graphs.run(
+                                torch.zeros(batch, channels, width, device=self.device,
+                                            dtype=self.dtype),
+                                torch.zeros(batch, d_vector, 1, device=self.device,
+                                            dtype=self.dtype))
+        return self._graphs.captured + (self._vocoder_graphs.captured
+                                        if self._vocoder_graphs else 0)
 
     def warmup(self) -> None:
         rid = RequestId(-1)
@@ -364,6 +393,8 @@ class XttsEngine:
         else:
             latents, logits = self._forward_step(codes, audio_pos, slots, positions, context,
                                                  contiguous)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the codes are read next anyway
         extras["gpt_s"] = extras.get("gpt_s", 0.0) + time.perf_counter() - t0
         for request in requests:
             request.length += 1
@@ -428,50 +459,55 @@ class XttsEngine:
         return int(frames / per_code) - 2
 
     def _decode_windows(self, jobs: list[tuple[_Request, Window]]) -> dict[RequestId, FloatAudio]:
-        groups: dict[tuple[str, int], list[tuple[_Request, Window, torch.Tensor]]] = {}
+        """The windows of a tick in few generator calls: windows that may be padded are batched by
+        width rounded up to ``vocoder_bucket``; the rest (a whole utterance in one window) by exact
+        width."""
+        groups: dict[tuple[str, int], list[tuple[_Request, Window, torch.Tensor, str]]] = {}
+        bucket = self.config.vocoder_bucket
         for request, window in jobs:
             if window.emit_stop <= window.emit_start:
                 continue
             total = request.codes if request.finished else None
             frames = request.chain.frames(self._latents[request.slot, :request.codes],
                                           window.start, window.stop, total)
-            side, width = self._padding(window)
-            groups.setdefault((side, width), []).append((request, window, frames))
+            side = self._padding_side(window)
+            key = ("exact", window.length) if side == "none" else \
+                ("padded", -(-window.length // bucket) * bucket)
+            groups.setdefault(key, []).append((request, window, frames, side))
         audio: dict[RequestId, FloatAudio] = {}
-        for (side, width), members in groups.items():
-            audio.update(self._decode_group(side, width, members))
+        for (_, width), members in groups.items():
+            audio.update(self._decode_group(width, members))
         return audio
 
-    def _padding(self, window: Window) -> tuple[str, int]:
-        """Where a window may be padded for batching without changing its kept samples: after a
-        window that is not the utterance's end, before a last window that has left context."""
+    @staticmethod
+    def _padding_side(window: Window) -> str:
+        """Where a window may be padded without changing its kept samples: after a window that is
+        not the utterance's end, before a last window that has left context, else nowhere."""
         if not window.final:
-            side = "right"
-        elif window.start > 0:
-            side = "left"
-        else:
-            return "none", window.length
-        bucket = self.config.vocoder_bucket
-        return side, -(-window.length // bucket) * bucket
+            return "right"
+        return "left" if window.start > 0 else "none"
 
-    def _decode_group(self, side: str, width: int,
-                      members: list[tuple[_Request, Window, torch.Tensor]]
+    def _decode_group(self, width: int, members: list[tuple[_Request, Window, torch.Tensor, str]]
                       ) -> dict[RequestId, FloatAudio]:
-        batch, pads = [], []
-        for _, window, frames in members:
+        batch, lefts = [], []
+        for _, window, frames, side in members:
             pad = width - window.length
             left = pad if side == "left" else 0
             batch.append(F.pad(frames, (left, pad - left)))
-            pads.append(left)
+            lefts.append(left)
         z = torch.stack(batch).to(self.dtype)
-        g = torch.stack([request.voice[1] for request, _, _ in members])
-        wav = self.model.hifigan_decoder.waveform_decoder(z, g)[:, 0].float().cpu().numpy()
+        g = torch.stack([request.voice[1] for request, _, _, _ in members])
+        if self._vocoder_graphs is not None:
+            wav = self._vocoder_graphs.run(z, g)
+        else:
+            wav = self.model.hifigan_decoder.waveform_decoder(z, g)
+        samples = wav[:, 0].float().cpu().numpy()
         up = self.model_config.decoder_upsample
         out = {}
-        for row, ((request, window, _), left) in enumerate(zip(members, pads)):
+        for row, ((request, window, _, _), left) in enumerate(zip(members, lefts)):
             a = (left + window.emit_start - window.start) * up
             b = (left + window.emit_stop - window.start) * up
-            out[request.id] = np.ascontiguousarray(wav[row, a:b])
+            out[request.id] = np.ascontiguousarray(samples[row, a:b])
         return out
 
 

@@ -50,8 +50,7 @@ def normalize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     training-only modules and aliases."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith("xtts."):
-            key = key[len("xtts."):]
+        key = key.removeprefix("xtts.")
         if key.split(".")[0] in _IGNORED_PREFIXES or _is_alias(key):
             continue
         out[key] = value

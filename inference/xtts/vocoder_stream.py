@@ -34,7 +34,7 @@ class LinearStage:
     scale: float
 
     def out_len(self, n: int) -> int:
-        return int(math.floor(n * self.scale))
+        return math.floor(n * self.scale)
 
     def source(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Left input index and right weight of outputs ``j`` (float32 like PyTorch's kernel)."""

@@ -338,3 +338,17 @@ def test_admission_follows_measured_throughput(running) -> None:
     second = scheduler.open_stream(Collector())
     assert isinstance(second, Refusal), "demand 2 exceeds a capacity of ~1.8 streams"
     assert "streams" in second.message
+
+
+def test_work_that_is_not_due_does_not_delay_a_newcomer() -> None:
+    for horizon, expected in ((0.25, 1), (None, 2)):
+        h = Harness(SchedulerConfig(max_batch=8, batch_horizon_s=horizon, safety_margin_s=0.1))
+        h.open(1)
+        h.submit(1, " ".join(["w"] * 40))
+        for _ in range(11):  # prefill + 10 words: 1 s buffered, due in 0.9 s
+            h.tick()
+        h.open(2)
+        h.submit(2, "newcomer")
+        plan = h.tick()
+        assert plan.size == expected
+        assert stream_of(h, plan.prefills[0].request_id) == 2

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from inference.engine import (  # noqa: E402
+from inference.engine import (
     DecodeItem,
     EnginePlan,
     PrefillItem,
@@ -22,7 +22,7 @@ from inference.engine import (  # noqa: E402
     RequestOutput,
     SynthesisUnit,
 )
-from inference.xtts import (  # noqa: E402
+from inference.xtts import (
     CheckpointMismatch,
     SamplingConfig,
     VoiceConditioning,
@@ -33,7 +33,7 @@ from inference.xtts import (  # noqa: E402
     load_model,
     random_voice,
 )
-from inference.xtts.vocoder_stream import FrameChain  # noqa: E402
+from inference.xtts.vocoder_stream import FrameChain
 
 TINY = XttsConfig.tiny()
 TEXTS = {
@@ -344,3 +344,5 @@ def test_gpu_batched_decoding_with_cuda_graphs_equals_each_request_alone() -> No
         assert together[rid]["codes"] == alone["codes"]
         torch.testing.assert_close(together[rid]["latents"], alone["latents"],
                                    atol=1e-4, rtol=1e-3)
+        np.testing.assert_allclose(np.concatenate(together[rid]["audio"]),
+                                   np.concatenate(alone["audio"]), atol=1e-4)

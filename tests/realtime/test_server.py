@@ -239,3 +239,56 @@ async def test_client_refusal_is_a_typed_error(server: RunningServer) -> None:
     with pytest.raises(ServerRefused) as info:
         await StreamClient.connect(server.ws_url, server.key, sample_rate_hz=12345)
     assert info.value.code == "bad_sample_rate"
+
+
+# --- limits that end a session ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory):
+    thread = ServerThread(
+        tmp_path_factory.mktemp("strict"),
+        session={"inactivity_timeout_s": 1.0, "output_buffer_bytes": 300_000},
+        scheduler={"max_lead_s": 120.0},
+    )
+    yield thread.start()
+    thread.stop()
+
+
+async def test_idle_session_is_closed_with_4000(strict_server: RunningServer) -> None:
+    http, ws, _ = await raw_session(strict_server)
+    reply = await next_json(ws)
+    assert reply["code"] == "inactivity_timeout"
+    assert (await next_json(ws)) == {"closed": 4000}
+    await http.close()
+
+
+@pytest.mark.slow
+async def test_a_client_that_stops_reading_is_closed_with_4001(
+    strict_server: RunningServer,
+) -> None:
+    import socket
+
+    import websockets
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(strict_server.url.rsplit(":", 1)[1])))
+    url = strict_server.ws_url + "/v1/stream?sample_rate=48000"
+    text = " ".join(["This long passage keeps the server busy producing audio."] * 80)
+    async with websockets.connect(url, sock=sock, max_queue=1, open_timeout=10,
+                                  additional_headers={"Authorization": f"Bearer {strict_server.key}"}
+                                  ) as ws:
+        await ws.send(json.dumps({"type": "text", "context_id": "flood", "text": text[:4900]}))
+        await ws.send(json.dumps({"type": "close_context", "context_id": "flood"}))
+        await asyncio.sleep(20)  # read nothing while the server produces minutes of audio
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+    # The close frame (4001) queues behind the unread audio, so such a client may only see the
+    # socket drop; the server's side is what matters: the session is gone and counted.
+    rcvd = info.value.rcvd
+    assert rcvd is None or rcvd.code == 4001
+    metrics = strict_server.metrics_text
+    assert 'timbre_errors_total{code="slow_consumer"} 1.0' in metrics
+    assert "timbre_active_sessions 0.0" in metrics
