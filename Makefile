@@ -18,9 +18,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml requirements/xtts-reference.txt requirements/xtts-reference-nodeps.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/python -m pip install -q -e '.[test,dev,xtts]'
+	# coqui-tts, the reference our XTTS engine is tested against (see the requirements files)
+	$(BIN)/python -m pip install -q -r requirements/xtts-reference.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/xtts-reference-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -8,6 +8,7 @@ every engine is loaded and warmed up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from inference.engine import Engine
 from inference.piper import PiperEngine
-from inference.scheduler import Scheduler
+from inference.scheduler import Scheduler, SchedulerConfig
+from inference.xtts_settings import XttsSettings
 from realtime.appkeys import CATALOG, CONFIG, DEMO_KEY, KEYRING, METRICS, PRINCIPAL
 from realtime.config import AppConfig
 from realtime.metrics import Metrics, StepObserver
@@ -111,22 +114,42 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     config, metrics, catalog = app[CONFIG], app[METRICS], app[CATALOG]
     schedulers: list[Scheduler] = []
 
-    async def load() -> None:
-        cache_dir = config.server.data_dir / "cache" / "piper"
-        engine = await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(PiperEngine, config.piper, cache_dir=cache_dir))
-        scheduler = Scheduler(engine, config.scheduler, StepObserver(metrics))
+    async def start(build: Callable[[], Engine], scheduler_config: SchedulerConfig) -> None:
+        engine = await asyncio.get_running_loop().run_in_executor(None, build)
+        scheduler = Scheduler(engine, scheduler_config, StepObserver(metrics))
         schedulers.append(scheduler)
         catalog.add_engine(scheduler)
         scheduler.start()
 
-    task = asyncio.create_task(load())
-    task.add_done_callback(_log_failure)
+    cache_dir = config.server.data_dir / "cache" / "piper"
+    tasks = [asyncio.create_task(start(
+        functools.partial(PiperEngine, config.piper, cache_dir=cache_dir), config.scheduler))]
+    if config.xtts.enabled:
+        tasks.append(asyncio.create_task(start(
+            functools.partial(_build_xtts, config.xtts), xtts_scheduler_config(config))))
+    for task in tasks:
+        task.add_done_callback(_log_failure)
     metrics.on_collect(lambda: _refresh_gauges(metrics, catalog))
     yield
-    task.cancel()
+    for task in tasks:
+        task.cancel()
     for scheduler in reversed(schedulers):
         await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
+
+
+def _build_xtts(settings: XttsSettings) -> Engine:
+    from inference.xtts.loading import build_xtts_engine  # imports torch: only when configured
+
+    return build_xtts_engine(settings)
+
+
+def xtts_scheduler_config(config: AppConfig) -> SchedulerConfig:
+    """A GPU engine batches every runnable stream each tick (a batch costs about one item) and is
+    bounded by its KV-cache slots rather than by a CPU throughput estimate."""
+    slots = config.xtts.max_active
+    return dataclasses.replace(
+        config.scheduler, max_batch=slots, max_streams=slots, batch_horizon_s=None,
+        admission_utilization=None, step_budget_ms=1000.0)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -8,6 +8,7 @@ Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``,
     [session]   max_contexts, max_context_chars, inactivity_timeout_s, output_buffer_bytes, ...
     [segmenter] first_unit_min_words, first_unit_max_words, max_unit_words, ...
     [piper]     first_chunk_frames, chunk_frames, intra_op_threads, ...
+    [xtts]      checkpoint_dir, device, dtype, max_active, cuda_graphs; [xtts.voices] name = "ref.wav"
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Mapping, TypeVar
 
 from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
+from inference.xtts_settings import XttsSettings
 from session.segment import SegmenterConfig
 from session.session import SessionConfig
 
@@ -39,6 +41,7 @@ class AppConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     piper: PiperConfig = field(default_factory=PiperConfig)
+    xtts: XttsSettings = field(default_factory=XttsSettings)
 
 
 _D = TypeVar("_D")
@@ -67,7 +70,7 @@ def load_config(
     env = os.environ if env is None else env
     path = toml_path or (Path(env["TIMBRE_CONFIG"]) if env.get("TIMBRE_CONFIG") else None)
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
-    unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper"}
+    unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -87,6 +90,7 @@ def load_config(
         scheduler=_with(SchedulerConfig(), tables.get("scheduler", {})),
         session=session,
         piper=_with(PiperConfig(), tables.get("piper", {})),
+        xtts=_with(XttsSettings(), tables.get("xtts", {})),
     )
 
 

@@ -1,0 +1,75 @@
+"""The XTTS engine wired into a running server from an operator-style checkpoint directory (tiny
+random weights on the CPU): a client picks ``xtts:<voice>`` and gets streamed audio back."""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+torch = pytest.importorskip("torch")
+tokenizers = pytest.importorskip("tokenizers")
+
+from inference.xtts import XttsConfig, XttsModel  # noqa: E402
+from realtime.client import StreamClient  # noqa: E402
+from tests.server import RunningServer, ServerThread  # noqa: E402
+
+TINY = XttsConfig.tiny()
+
+
+def write_vocab(path: Path) -> None:
+    """A character-level BPE vocabulary in the HuggingFace format coqui's vocab.json uses."""
+    symbols = ["[UNK]", "[STOP]", "[START]", "[SPACE]", "[en]"]
+    symbols += list(string.ascii_lowercase + string.digits + ".,!?'-")
+    vocab = {s: i for i, s in enumerate(symbols)}
+    assert len(vocab) < TINY.gpt_number_text_tokens
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=[],
+                                                           unk_token="[UNK]"))
+    tokenizer.add_special_tokens(["[SPACE]", "[en]", "[STOP]", "[START]"])
+    tokenizer.save(str(path))
+
+
+def write_checkpoint(directory: Path) -> None:
+    torch.manual_seed(3)
+    model = XttsModel(TINY).eval()
+    args = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(TINY).items()}
+    (directory / "config.json").write_text(json.dumps({"model": "xtts", "model_args": args}))
+    torch.save({"model": model.state_dict()}, directory / "model.pth")
+    write_vocab(directory / "vocab.json")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("xtts")
+    checkpoint = root / "checkpoint"
+    checkpoint.mkdir()
+    write_checkpoint(checkpoint)
+    t = np.arange(3 * 16000) / 16000
+    reference = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(
+        np.float32)
+    soundfile.write(root / "ref.wav", reference, 16000)
+    thread = ServerThread(root / "data", xtts={
+        "checkpoint_dir": checkpoint, "device": "cpu", "dtype": "float32", "max_active": 4,
+        "cuda_graphs": False, "voices": {"ref": str(root / "ref.wav")},
+    })
+    yield thread.start()
+    thread.stop()
+
+
+async def test_xtts_voice_streams_audio_over_the_native_protocol(server: RunningServer) -> None:
+    async with await StreamClient.connect(server.ws_url, server.key, voice="xtts:ref",
+                                          sample_rate_hz=24000) as client:
+        assert client.ready.voice == "xtts:ref"
+        await client.stream_words("x", "hello there, this is a test.", 20)
+        await client.close_context("x")
+        record = await client.wait_done("x", timeout_s=120)
+    assert record.done is not None and record.done.reason == "completed"
+    assert record.audio_s > 0.1
+    assert [f.sequence for f in record.frames] == list(range(len(record.frames)))
+    pcm = np.frombuffer(bytes(record.audio), dtype="<i2")
+    assert np.abs(pcm).max() > 0
