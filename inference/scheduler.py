@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -152,9 +153,12 @@ class _Stream:
     ended: bool = False
     playout_end: float = 0.0
     next_unit_index: int = 0
+    offline: bool = False
+    """No client plays it in real time (a long-text job): it has no deadline and no lead limit,
+    runs only when no live stream has work, and does not count toward real-time capacity."""
 
     def busy(self, now: float) -> bool:
-        return bool(self.units) or self.playout_end > now
+        return not self.offline and (bool(self.units) or self.playout_end > now)
 
 
 @dataclass
@@ -225,6 +229,8 @@ class SchedulerState:
 
 def deadline(stream: _Stream, now: float, config: SchedulerConfig) -> float:
     """When the stream's head unit must next make progress (see the module note)."""
+    if stream.offline:
+        return math.inf
     if stream.playout_end > now:
         return stream.playout_end - config.safety_margin_s
     return stream.units[0].submitted_at
@@ -236,9 +242,11 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
     config = state.config
     runnable = [
         s for s in state.streams.values()
-        if s.units and s.playout_end - now < config.max_lead_s
+        if s.units and (s.offline or s.playout_end - now < config.max_lead_s)
     ]
     runnable.sort(key=lambda s: deadline(s, now, config))
+    if runnable and not runnable[0].offline:
+        runnable = [s for s in runnable if not s.offline]  # offline work only fills idle ticks
     prefills: list[PrefillItem] = []
     decodes: list[DecodeItem] = []
     budget_s = config.step_budget_ms / 1000.0
@@ -356,6 +364,7 @@ def _finish_if_done(
 class _Open:
     stream_id: StreamId
     sink: Sink
+    offline: bool = False
 
 
 @dataclass(frozen=True)
@@ -385,7 +394,7 @@ def apply_control(
     events: list[tuple[Sink, StreamEvent]] = []
     released: list[RequestId] = []
     if isinstance(op, _Open):
-        state.streams[op.stream_id] = _Stream(op.stream_id, op.sink)
+        state.streams[op.stream_id] = _Stream(op.stream_id, op.sink, offline=op.offline)
         return events, released
     stream = state.streams.get(op.stream_id)
     if stream is None:
@@ -473,10 +482,18 @@ class Scheduler:
             return float(self.config.max_streams)
         return min(float(self.config.max_streams), rate * self.config.admission_utilization)
 
-    def open_stream(self, sink: Sink) -> StreamId | Refusal:
-        """Admit a new stream, or refuse it when its deadlines could not be met."""
+    def open_stream(self, sink: Sink, offline: bool = False) -> StreamId | Refusal:
+        """Admit a new stream, or refuse it when its deadlines could not be met. An ``offline``
+        stream (no real-time client) is always admitted while the engine runs: it only uses
+        ticks that no live stream needs."""
         if self._stopping.is_set() or not self.ready.is_set():
             return Refusal("server_busy", "the synthesis engine is not ready")
+        if offline:
+            with self._lock:
+                self._open_streams += 1
+                stream_id = next(self._stream_ids)
+            self._post(_Open(stream_id, sink, offline=True))
+            return stream_id
         with self._lock:
             demand = max(self.busy_streams, 0) + 1
             if self._open_streams >= self.config.max_streams or demand > self.capacity_streams():

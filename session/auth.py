@@ -13,11 +13,9 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NewType
 
 from session.errors import Unauthorized
-
-TenantId = NewType("TenantId", str)
+from session.ids import TenantId as TenantId  # re-exported: older imports take it from here
 
 DEMO_TENANT = TenantId("demo")
 DEMO_KEY_FILE = "demo-api-key"

@@ -352,3 +352,22 @@ def test_work_that_is_not_due_does_not_delay_a_newcomer() -> None:
         plan = h.tick()
         assert plan.size == expected
         assert stream_of(h, plan.prefills[0].request_id) == 2
+
+
+def test_offline_streams_only_use_ticks_no_live_stream_needs() -> None:
+    h = Harness(SchedulerConfig(max_batch=4, max_lead_s=0.25))
+    h.open(1)
+    h.state.streams[1].offline = True
+    h.submit(1, " ".join(["book"] * 20))
+    h.open(2)
+    h.submit(2, "live words here")
+    plan = h.tick()
+    assert [stream_of(h, p.request_id) for p in plan.prefills] == [2]  # live first, alone
+    live = plan.prefills[0].request_id
+    assert h.state.busy_streams(h.now) == 1  # the offline stream is not real-time demand
+    for _ in range(2):
+        plan = h.tick()
+        assert plan.prefills == () and [d.request_id for d in plan.decodes] == [live]
+    for _ in range(25):  # the live stream is done: the book runs on, with no lead limit
+        h.tick()
+    assert len(h.audio_events(1)) == 20
