@@ -13,9 +13,14 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
+from inference.engine import FloatAudio
 from realtime.appkeys import CATALOG, CONFIG, METRICS
-from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES, StreamingResampler
-from realtime.audio import float_to_pcm16
+from realtime.audio import (
+    SUPPORTED_FORMATS,
+    SUPPORTED_SAMPLE_RATES,
+    StreamingResampler,
+    float_to_pcm16,
+)
 from realtime.metrics import Metrics
 from realtime.protocol import (
     Alignment,
@@ -35,11 +40,11 @@ from realtime.protocol import (
 )
 from session.context import (
     Context,
-    ContextState,
     ContextAudio,
     ContextError,
     ContextEvent,
     ContextFinished,
+    ContextState,
     ContextWords,
 )
 from session.errors import (
@@ -53,7 +58,7 @@ from session.errors import (
 )
 from session.output import OutputBuffer
 from session.session import Session, SessionDefaults
-from session.voices import VoiceCatalog
+from session.voices import ResolvedVoice, VoiceCatalog
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +195,14 @@ class NativeBridge:
         elif isinstance(event, ContextFinished):
             self._finished(event)
 
-    def _audio(self, context_id: str, audio) -> None:  # noqa: ANN001 - FloatAudio
+    def _audio(self, context_id: str, audio: FloatAudio) -> None:
         out = self._outputs[context_id]
         ctx = self.session.contexts[context_id]
         if out.samples_sent == 0 and ctx.first_unit_at is not None:
             self.metrics.ttfa.observe(time.monotonic() - ctx.first_unit_at)
         self._send_pcm(context_id, out, out.resampler.process(audio))
 
-    def _send_pcm(self, context_id: str, out: _ContextOutput, pcm) -> None:  # noqa: ANN001
+    def _send_pcm(self, context_id: str, out: _ContextOutput, pcm: FloatAudio) -> None:
         if len(pcm) == 0:
             return
         frame = self.protocol.send_audio(context_id, float_to_pcm16(pcm))
@@ -260,7 +265,7 @@ async def _refuse(ws: web.WebSocketResponse, metrics: Metrics, err: TimbreError)
 
 
 async def _serve(ws: web.WebSocketResponse, request: web.Request, params: StreamParams,
-                 voice, limit: int) -> None:  # noqa: ANN001 - ResolvedVoice
+                 voice: ResolvedVoice, limit: int) -> None:
     app = request.app
     config, metrics = app[CONFIG], app[METRICS]
     output = OutputBuffer(config.session.output_buffer_bytes)
@@ -294,7 +299,7 @@ async def _read(ws: web.WebSocketResponse, bridge: NativeBridge, session: Sessio
     while bridge.fatal is None:
         try:
             msg = await ws.receive(timeout=poll_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if session.idle_expired():
                 bridge.fatal = InactivityTimeout(
                     f"no message for {session.config.inactivity_timeout_s:.0f} s")
@@ -331,7 +336,7 @@ async def _finish(ws: web.WebSocketResponse, bridge: NativeBridge, output: Outpu
         writer.cancel()
     try:
         await asyncio.wait_for(writer, timeout=5.0)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError):
         pass
     if not ws.closed:
         code = err.close_code if err is not None and err.close_code else 1000

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
+from typing import Literal
 from dataclasses import dataclass
-from typing import Callable
 
 from inference.engine import FloatAudio, SynthesisUnit, WordTiming
-from inference.scheduler import StreamEvent, StreamFinished, StreamId, UnitAudio, UnitFailed
+from inference.scheduler import (
+    Scheduler,
+    StreamEvent,
+    StreamFinished,
+    StreamId,
+    UnitAudio,
+    UnitFailed,
+)
 from session.errors import ContextClosed, SynthesisFailed, TextTooLong, TimbreError
 from session.normalize import normalize
 from session.segment import Segmenter, SegmenterConfig
@@ -70,8 +78,7 @@ class ContextFinished:
     samples: int
     """Samples at the engine's rate."""
     characters: int
-    reason: str
-    """``completed`` or ``cancelled``."""
+    reason: Literal["completed", "cancelled"]
 
 
 ContextEvent = ContextAudio | ContextWords | ContextError | ContextFinished
@@ -113,7 +120,7 @@ class Context:
         self.first_audio_at: float | None = None
 
     @property
-    def scheduler(self):  # noqa: ANN201 - inference.scheduler.Scheduler
+    def scheduler(self) -> Scheduler:
         return self.settings.voice.scheduler
 
     @property

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from inference.scheduler import Refusal, StreamEvent
 from session.context import Context, ContextEvent, ContextFinished, ContextSettings, Emit
@@ -104,9 +104,11 @@ class Session:
             segmenter=self.config.segmenter,
         )
         holder: list[Context] = []
-        admitted = resolved.scheduler.open_stream(
-            lambda event: self._loop.call_soon_threadsafe(self._on_stream_event, holder, event)
-        )
+
+        def sink(event: StreamEvent) -> None:  # on the model thread
+            self._loop.call_soon_threadsafe(self._on_stream_event, holder, event)
+
+        admitted = resolved.scheduler.open_stream(sink)
         if isinstance(admitted, Refusal):
             raise ServerBusy(admitted.message, context_id=context_id)
         ctx = Context(context_id, settings, admitted, self._emit_for(context_id), self._clock)

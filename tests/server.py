@@ -84,7 +84,7 @@ class ServerThread:
             await wait_ready(app)
             self.server = RunningServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}",
                                         app[DEMO_KEY], self.config.server.data_dir, app)
-        except BaseException as exc:  # surfaced to the test by start()
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test by start()
             self._error = exc
             self._started.set()
             await runner.cleanup()

@@ -309,7 +309,7 @@ def test_admission_refuses_beyond_max_streams_and_frees_slots(running) -> None:
     scheduler = running(max_streams=2, admission_utilization=None)
     a, b = Collector(), Collector()
     sid_a = scheduler.open_stream(a)
-    sid_b = scheduler.open_stream(b)
+    scheduler.open_stream(b)
     refused = scheduler.open_stream(Collector())
     assert isinstance(refused, Refusal) and refused.code == "server_busy"
     assert not isinstance(sid_a, Refusal)

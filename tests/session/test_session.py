@@ -19,6 +19,7 @@ from session.context import (
 from session.errors import (
     ContextClosed,
     ServerBusy,
+    SlowConsumer,
     TextTooLong,
     TooManyContexts,
     UnknownContext,
@@ -28,7 +29,6 @@ from session.output import OutputBuffer
 from session.segment import SegmenterConfig
 from session.session import Session, SessionConfig, SessionDefaults
 from session.voices import VoiceCatalog
-from session.errors import SlowConsumer
 from tests.inference.fake_engine import FakeEngine
 
 
@@ -75,7 +75,7 @@ async def test_streamed_text_is_segmented_normalised_and_spoken_in_order(catalog
     ctx.close()
     await until_finished(events, "a")
     assert spoken_words(events, "a") == ["I", "have", "three", "apples,", "and", "more.", "Done"]
-    finished = [e for e in events if isinstance(e, ContextFinished)][0]
+    finished = next(e for e in events if isinstance(e, ContextFinished))
     assert finished.reason == "completed"
     assert finished.characters == len("I have 3 apples, and more. Done")
     assert finished.samples == sum(len(e.audio) for e in events if isinstance(e, ContextAudio))
