@@ -11,8 +11,8 @@ import asyncio
 import dataclasses
 import functools
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -20,18 +20,37 @@ from inference.engine import Engine
 from inference.piper import PiperEngine
 from inference.scheduler import Scheduler, SchedulerConfig
 from inference.xtts_settings import XttsSettings
-from realtime.appkeys import CATALOG, CONFIG, DEMO_KEY, KEYRING, METRICS, PRINCIPAL
+from realtime.appkeys import (
+    AUTHENTICATOR,
+    CATALOG,
+    CONFIG,
+    DEMO_KEY,
+    LIMITER,
+    LIVE,
+    METRICS,
+    PRINCIPAL,
+    PROFILES,
+    STORES,
+    TENANTS,
+)
 from realtime.config import AppConfig
 from realtime.metrics import Metrics, StepObserver
+from realtime.rest_tokens import create_token
 from realtime.ws_native import stream_handler
-from session.auth import DEMO_TENANT, KeyRing, ensure_demo_key
+from session.auth import DEMO_TENANT, ensure_demo_key
+from session.authn import Authenticator, load_jwt_keys
+from session.db import EmbeddedMongo, Stores, open_database
+from session.limits import open_stream_limiter
+from session.live import LiveVoices
+from session.tenancy import TenantDirectory
 from session.errors import TimbreError, Unauthorized
-from session.voices import VoiceCatalog
+from session.voices import ProfileVoices, VoiceCatalog
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+MONGO_URL_FILE = "mongo-url"
+"""While the server runs on its embedded database, its URL is here (for ``timbre admin``)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -49,7 +68,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Every ``/v1/`` API needs a key (header, or ``?token=`` for browsers)."""
     if request.path.startswith("/v1/"):
         try:
-            request[PRINCIPAL] = await request.app[KEYRING].authenticate(bearer_token(request))
+            request[PRINCIPAL] = await request.app[AUTHENTICATOR].authenticate(
+                bearer_token(request))
         except TimbreError as err:
             request.app[METRICS].errors.labels(err.code).inc()
             return error_response(err)
@@ -90,24 +110,56 @@ async def voices_handler(request: web.Request) -> web.Response:
 async def demo_token(request: web.Request) -> web.Response:
     """Sign a local visitor of the demo page in as the demo tenant. Only loopback clients get it:
     anyone else must bring their own key (``?token=``)."""
-    if request.remote not in ("127.0.0.1", "::1"):
+    if not request.app[CONFIG].server.demo_sign_in or request.remote not in ("127.0.0.1", "::1"):
         return error_response(Unauthorized("demo sign-in is only offered to local visitors"))
-    return web.json_response({"token": request.app[DEMO_KEY], "tenant": DEMO_TENANT})
+    principal = await request.app[AUTHENTICATOR].authenticate(request.app[DEMO_KEY])
+    minted = request.app[AUTHENTICATOR].mint_token(principal)
+    return web.json_response({"token": minted.token, "expires_at": minted.expires_at,
+                              "tenant": DEMO_TENANT})
 
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_DIR / "index.html")
 
 
-async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
-    data_dir = app[CONFIG].server.data_dir
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """MongoDB: the configured server, or an embedded SecantusDB under DATA_DIR/mongo."""
+    server = app[CONFIG].server
+    embedded = None
+    url = server.mongo_url
+    if url is None:
+        embedded = EmbeddedMongo(server.data_dir)
+        url = await embedded.start()
+        (server.data_dir / MONGO_URL_FILE).write_text(url + "\n")
+    db = open_database(url)
+    try:
+        app[STORES] = await Stores.open(db)
+        yield
+    finally:
+        db.client.close()
+        if embedded is not None:
+            (server.data_dir / MONGO_URL_FILE).unlink(missing_ok=True)
+            await embedded.close()
+
+
+async def _tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Auth, tiers and limits, and the bootstrap demo tenant with its key file."""
+    config, stores = app[CONFIG], app[STORES]
+    data_dir = config.server.data_dir
+    app[AUTHENTICATOR] = Authenticator(stores.api_keys, stores.tenants,
+                                       load_jwt_keys(config.auth, data_dir), config.auth)
+    app[TENANTS] = TenantDirectory(stores.tenants, stores.usage, config.tiers)
+    app[PROFILES] = ProfileVoices(app[CATALOG], stores.voices)
+    limiter = app[LIMITER] = open_stream_limiter(config.server.redis_url)
     key, created = ensure_demo_key(data_dir)
-    app[KEYRING].add(key, DEMO_TENANT)
+    await stores.tenants.ensure(DEMO_TENANT, "demo", config.server.demo_tier)
+    await stores.api_keys.ensure(DEMO_TENANT, key)
     app[DEMO_KEY] = key
     where = data_dir / "demo-api-key"
     print(f"timbre: demo API key ({'created' if created else 'loaded'}, {where}): {key}",
           flush=True)
     yield
+    await limiter.close()
 
 
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -170,14 +222,16 @@ def create_app(config: AppConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[CATALOG] = VoiceCatalog()
-    app[KEYRING] = KeyRing()
-    app.cleanup_ctx.append(_keys_ctx)
+    app[LIVE] = LiveVoices()
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_tenancy_ctx)
     app.cleanup_ctx.append(_engines_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/v1/voices", voices_handler)
     app.router.add_get("/v1/stream", stream_handler)
+    app.router.add_post("/v1/tokens", create_token)
     app.router.add_get("/demo/token", demo_token)
     app.router.add_get("/", index)
     app.router.add_static("/web/", WEB_DIR, show_index=False)

@@ -6,13 +6,28 @@ from aiohttp import web
 
 from realtime.config import AppConfig
 from realtime.metrics import Metrics
-from session.auth import KeyRing, Principal
-from session.voices import VoiceCatalog
+from session.authn import Authenticator, Principal
+from session.db import Stores
+from session.limits import StreamLimiter
+from session.tenancy import TenantDirectory
+from session.live import LiveVoices
+from session.voices import ProfileVoices, VoiceCatalog
 
 CONFIG = web.AppKey("config", AppConfig)
 METRICS = web.AppKey("metrics", Metrics)
 CATALOG = web.AppKey("catalog", VoiceCatalog)
-KEYRING = web.AppKey("keyring", KeyRing)
+STORES = web.AppKey("stores", Stores)
+"""MongoDB stores (tenants, keys, voices, consents, usage, jobs, audit)."""
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+TENANTS = web.AppKey("tenants", TenantDirectory)
+"""Cached tenant -> tier and usage, plus metering."""
+LIMITER = web.AppKey("limiter", StreamLimiter)
+"""Concurrent streams per tenant (in process, or Redis when REDIS_URL is set)."""
+PROFILES = web.AppKey("profiles", ProfileVoices)
+"""Stock voices and tenants' voice profiles on the streaming path (cached)."""
+LIVE = web.AppKey("live", LiveVoices)
+"""Live contexts by voice profile (revocation ends them)."""
 DEMO_KEY = web.AppKey("demo_key", str)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+"""Set by the auth middleware on every /v1/ request."""

@@ -1,7 +1,7 @@
 """Typed configuration: one frozen object, from defaults, an optional TOML file and the environment.
 
 Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``, ``DATA_DIR``,
-``TIMBRE_CONFIG``), the TOML file, defaults. The TOML file has one table per part::
+``MONGO_URL``, ``REDIS_URL``, ``TIMBRE_CONFIG``), the TOML file, defaults. The TOML file has one table per part::
 
     [server]    host, port, data_dir, allowed_origins
     [scheduler] max_batch, step_budget_ms, max_lead_s, safety_margin_s, max_streams, ...
@@ -9,6 +9,8 @@ Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``,
     [segmenter] first_unit_min_words, first_unit_max_words, max_unit_words, ...
     [piper]     first_chunk_frames, chunk_frames, intra_op_threads, ...
     [xtts]      checkpoint_dir, device, dtype, max_active, cuda_graphs; [xtts.voices] name = "ref.wav"
+    [auth]      jwt_secret | jwt_public_key (+ jwt_private_key), audience, token_ttl_s, ...
+    [tiers.NAME] characters_per_month, max_profiles, max_concurrent_streams, output_formats
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
 from inference.xtts_settings import XttsSettings
+from session.authn import AuthConfig
+from session.tiers import TierTable
 from session.segment import SegmenterConfig
 from session.session import SessionConfig
 
@@ -33,6 +38,14 @@ class ServerConfig:
     port: int = 8080
     data_dir: Path = Path("data")
     max_message_bytes: int = 65536
+    mongo_url: str | None = None
+    """MongoDB to use (env ``MONGO_URL``). Unset: an embedded SecantusDB under ``data_dir/mongo``."""
+    redis_url: str | None = None
+    """Redis for limits shared across nodes (env ``REDIS_URL``). Unset: in-process limits."""
+    demo_tier: str = "enterprise"
+    """Tier of the bootstrap ``demo`` tenant."""
+    demo_sign_in: bool = True
+    """Give local (loopback) visitors of the demo page a demo-tenant token."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,8 @@ class AppConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     piper: PiperConfig = field(default_factory=PiperConfig)
     xtts: XttsSettings = field(default_factory=XttsSettings)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tiers: TierTable = field(default_factory=TierTable)
 
 
 _D = TypeVar("_D")
@@ -70,7 +85,8 @@ def load_config(
     env = os.environ if env is None else env
     path = toml_path or (Path(env["TIMBRE_CONFIG"]) if env.get("TIMBRE_CONFIG") else None)
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
-    unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts"}
+    unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts",
+                             "auth", "tiers"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -78,6 +94,8 @@ def load_config(
         "host": env.get("HOST"),
         "port": int(env["PORT"]) if env.get("PORT") else None,
         "data_dir": env.get("DATA_DIR"),
+        "mongo_url": env.get("MONGO_URL"),
+        "redis_url": env.get("REDIS_URL"),
     }
     server = _with(server, {k: v for k, v in from_env.items() if v})
     server = _with(server, {k: v for k, v in (overrides or {}).items() if v is not None})
@@ -91,7 +109,9 @@ def load_config(
         session=session,
         piper=_with(PiperConfig(), tables.get("piper", {})),
         xtts=_with(XttsSettings(), tables.get("xtts", {})),
+        auth=_with(AuthConfig(), tables.get("auth", {})),
+        tiers=TierTable.from_mapping(tables.get("tiers", {})),
     )
 
 
-__all__ = ["AppConfig", "ServerConfig", "SegmenterConfig", "load_config"]
+__all__ = ["AppConfig", "SegmenterConfig", "ServerConfig", "load_config"]

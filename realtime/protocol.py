@@ -691,6 +691,12 @@ class NativeProtocol:
         context.next_sequence += 1
         return frame.to_wire()
 
+    def cancel(self, context_id: str) -> None:
+        """The server ends a live context itself (e.g. its voice was revoked): from now on it takes
+        no text and sends no audio, and it must finish with ``context_done`` reason
+        ``cancelled``. A context already past that point is left as it is."""
+        self._end(context_id, ContextState.CANCELLED)
+
     def refuse(self, context_id: str) -> None:
         """Forget a context the session would not start (e.g. ``server_busy``) before its
         ``context_started``: its slot is freed and a later text may try again."""

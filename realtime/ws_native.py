@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
 from inference.engine import FloatAudio
-from realtime.appkeys import CATALOG, CONFIG, METRICS
+from realtime.appkeys import CATALOG, CONFIG, LIMITER, LIVE, METRICS, PRINCIPAL, PROFILES, TENANTS
 from realtime.audio import (
     SUPPORTED_FORMATS,
     SUPPORTED_SAMPLE_RATES,
@@ -58,7 +59,11 @@ from session.errors import (
 )
 from session.output import OutputBuffer
 from session.session import Session, SessionDefaults
-from session.voices import ResolvedVoice, VoiceCatalog
+from session.authn import Scope
+from session.ids import TenantId
+from session.live import LiveVoices
+from session.tenancy import StreamQuota
+from session.voices import PROFILE_PREFIX, ProfileVoices, ResolvedVoice, VoiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,27 +106,39 @@ class _ContextOutput:
     samples_sent: int = 0
 
 
+@dataclass(frozen=True)
+class Tenancy:
+    """The caller's side of a stream: who it is, its quota hold, and where profiles resolve."""
+
+    tenant: TenantId
+    quota: StreamQuota
+    profiles: ProfileVoices
+    live: LiveVoices
+
+
 class NativeBridge:
     """Turns client messages into session calls and session events into wire frames."""
 
     def __init__(self, session: Session, protocol: NativeProtocol, output: OutputBuffer,
-                 params: StreamParams, metrics: Metrics) -> None:
+                 params: StreamParams, metrics: Metrics, tenancy: Tenancy) -> None:
         self.session = session
         self.protocol = protocol
         self.output = output
         self.format = params.format
         self.sample_rate = params.sample_rate
         self.metrics = metrics
+        self.tenancy = tenancy
         self._outputs: dict[str, _ContextOutput] = {}
+        self._unregister: dict[str, Callable[[], None]] = {}
         self.fatal: TimbreError | None = None
 
     # client -> session
 
-    def handle(self, message: ClientMessage) -> None:
+    async def handle(self, message: ClientMessage) -> None:
         """Apply one checked client message. Raises TimbreError for refusals."""
         match message:
             case TextMessage():
-                self._text(message)
+                await self._text(message)
             case FlushMessage():
                 self.session.context(message.context_id).flush()
             case CloseContextMessage():
@@ -131,23 +148,32 @@ class NativeBridge:
             case CancelMessage():
                 self._cancel(message.context_id)
             case ConfigMessage():
-                self._configure(message)
+                await self._configure(message)
             case ReportMessage():
                 if message.underruns > 0:
                     self.metrics.underruns.inc(message.underruns)
 
-    def _text(self, message: TextMessage) -> None:
+    async def _text(self, message: TextMessage) -> None:
         ctx = self.session.contexts.get(message.context_id)
         if ctx is None or ctx.finished:
-            ctx = self._start(message)
+            ctx = await self._start(message)
+        self.tenancy.quota.allow_text(len(message.text))
         ctx.add_text(message.text)
 
-    def _start(self, message: TextMessage) -> Context:
+    async def _start(self, message: TextMessage) -> Context:
         try:
-            ctx = self.session.start_context(message.context_id, message.voice, message.speed)
+            voice = None
+            if message.voice is not None:
+                voice = await self.tenancy.profiles.resolve(self.tenancy.tenant, message.voice)
+            ctx = self.session.start_context(message.context_id, voice, message.speed)
         except TimbreError:
             self.protocol.refuse(message.context_id)
             raise
+        voice_id = ctx.settings.voice.voice_id
+        if voice_id.startswith(PROFILE_PREFIX):
+            self._unregister[ctx.context_id] = self.tenancy.live.add(
+                self.tenancy.tenant, voice_id,
+                lambda reason, cid=ctx.context_id: self._revoked(cid, reason))
         self._outputs[ctx.context_id] = _ContextOutput(
             StreamingResampler(ctx.scheduler.engine.sample_rate_hz, self.sample_rate),
             self.sample_rate,
@@ -166,8 +192,21 @@ class NativeBridge:
             self.metrics.dropped_frames.inc(dropped)
         ctx.cancel()
 
-    def _configure(self, message: ConfigMessage) -> None:
-        self.session.configure(message.voice, message.speed)
+    def _revoked(self, context_id: str, reason: str) -> None:
+        """The context's voice profile was revoked or deleted: it ends now, with an error."""
+        self._unregister.pop(context_id, None)
+        ctx = self.session.contexts.get(context_id)
+        if ctx is None or ctx.finished:
+            return
+        self.send_error(VoiceUnavailable(reason, context_id=context_id))
+        self.protocol.cancel(context_id)
+        self._cancel(context_id)
+
+    async def _configure(self, message: ConfigMessage) -> None:
+        voice = None
+        if message.voice is not None:
+            voice = await self.tenancy.profiles.resolve(self.tenancy.tenant, message.voice)
+        self.session.configure(voice, message.speed)
         if message.format is not None:
             self.format = message.format
         if message.sample_rate is not None:
@@ -215,10 +254,14 @@ class NativeBridge:
 
     def _finished(self, event: ContextFinished) -> None:
         out = self._outputs.pop(event.context_id)
+        unregister = self._unregister.pop(event.context_id, None)
+        if unregister is not None:
+            unregister()
         if event.reason == "completed":
             self._send_pcm(event.context_id, out, out.resampler.flush())
         self.metrics.active_contexts.dec()
-        self.metrics.characters.inc(event.characters)
+        self.metrics.characters.inc(event.spoken_characters)
+        self.tenancy.quota.meter(event.spoken_characters, out.samples_sent / out.sample_rate)
         self._put(self.protocol.send(ContextDone(
             event.context_id, out.samples_sent, event.characters, event.reason)))
 
@@ -236,26 +279,44 @@ class NativeBridge:
         self._outputs.clear()
 
 
-async def stream_handler(request: web.Request) -> web.WebSocketResponse:
+async def stream_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
-    config = app[CONFIG]
-    metrics = app[METRICS]
-    catalog: VoiceCatalog = app[CATALOG]
+    config, metrics = app[CONFIG], app[METRICS]
+    principal = request[PRINCIPAL]
+    try:
+        principal.require(Scope.TTS)
+    except TimbreError as err:
+        return _http_error(metrics, err)
     limit = config.server.max_message_bytes
     ws = web.WebSocketResponse(max_msg_size=4 * limit, heartbeat=30.0)
     await ws.prepare(request)
     try:
         params = parse_query(dict(request.query), config.session.default_voice)
-        voice = catalog.resolve(params.voice)
+        voice = await app[PROFILES].resolve(principal.tenant, params.voice)
     except TimbreError as err:
         await _refuse(ws, metrics, with_close(err, 4400))
         return ws
-    if not voice.scheduler.ready.is_set() or voice.scheduler.busy_streams >= \
-            voice.scheduler.capacity_streams():
+    scheduler = voice.scheduler
+    if not scheduler.ready.is_set() or scheduler.busy_streams >= scheduler.capacity_streams():
         await _refuse(ws, metrics, with_close(ServerBusy("server at capacity, retry later"), 1013))
         return ws
-    await _serve(ws, request, params, voice, limit)
+    try:
+        quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, params.format)
+    except TimbreError as err:
+        await _refuse(ws, metrics, with_close(err, err.close_code or 4403))
+        return ws
+    tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE])
+    try:
+        await _serve(ws, request, params, voice, tenancy)
+    finally:
+        await quota.close()
     return ws
+
+
+def _http_error(metrics: Metrics, err: TimbreError) -> web.Response:
+    metrics.errors.labels(err.code).inc()
+    return web.json_response({"error": {"code": err.code, "message": err.message}},
+                             status=err.http_status)
 
 
 async def _refuse(ws: web.WebSocketResponse, metrics: Metrics, err: TimbreError) -> None:
@@ -265,9 +326,10 @@ async def _refuse(ws: web.WebSocketResponse, metrics: Metrics, err: TimbreError)
 
 
 async def _serve(ws: web.WebSocketResponse, request: web.Request, params: StreamParams,
-                 voice: ResolvedVoice, limit: int) -> None:
+                 voice: ResolvedVoice, tenancy: Tenancy) -> None:
     app = request.app
     config, metrics = app[CONFIG], app[METRICS]
+    limit = config.server.max_message_bytes
     output = OutputBuffer(config.session.output_buffer_bytes)
     protocol = NativeProtocol(
         max_contexts=config.session.max_contexts,
@@ -277,7 +339,7 @@ async def _serve(ws: web.WebSocketResponse, request: web.Request, params: Stream
     holder: list[NativeBridge] = []
     session = Session(app[CATALOG], config.session, SessionDefaults(voice, params.speed),
                       lambda event: holder[0].on_event(event), asyncio.get_running_loop())
-    bridge = NativeBridge(session, protocol, output, params, metrics)
+    bridge = NativeBridge(session, protocol, output, params, metrics, tenancy)
     holder.append(bridge)
     metrics.active_sessions.inc()
     writer = asyncio.create_task(_write(ws, output))
@@ -308,12 +370,12 @@ async def _read(ws: web.WebSocketResponse, bridge: NativeBridge, session: Sessio
             return
         session.touch()
         data = msg.data if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) else b""
-        _receive(bridge, data)
+        await _receive(bridge, data)
 
 
-def _receive(bridge: NativeBridge, data: str | bytes) -> None:
+async def _receive(bridge: NativeBridge, data: str | bytes) -> None:
     try:
-        bridge.handle(bridge.protocol.receive(data))
+        await bridge.handle(bridge.protocol.receive(data))
     except TimbreError as err:
         if err.fatal:
             bridge.fatal = err

@@ -78,7 +78,10 @@ class ContextFinished:
     samples: int
     """Samples at the engine's rate."""
     characters: int
+    """Characters the client sent."""
     reason: Literal["completed", "cancelled"]
+    spoken_characters: int = 0
+    """Characters of the units whose audio was fully synthesised (what is metered)."""
 
 
 ContextEvent = ContextAudio | ContextWords | ContextError | ContextFinished
@@ -114,7 +117,8 @@ class Context:
         self.characters = 0
         self.samples = 0
         self._unit_offsets: dict[int, int] = {}
-        self._units_submitted = 0
+        self._unit_chars: list[int] = []
+        self.spoken_characters = 0
         self.first_unit_at: float | None = None
         """Monotonic time the first unit was submitted (the start of time-to-first-audio)."""
         self.first_audio_at: float | None = None
@@ -164,7 +168,8 @@ class Context:
             return
         self._move(ContextState.CANCELLED)
         self.scheduler.cancel(self.stream_id)
-        self._emit(ContextFinished(self.context_id, self.samples, self.characters, "cancelled"))
+        self._emit(ContextFinished(self.context_id, self.samples, self.characters, "cancelled",
+                                   self.spoken_characters))
 
     def _require_active(self) -> None:
         if self.state is not ContextState.ACTIVE:
@@ -183,7 +188,7 @@ class Context:
                 self.stream_id,
                 SynthesisUnit(spoken, self.settings.voice.engine_voice, self.settings.speed),
             )
-            self._units_submitted += 1
+            self._unit_chars.append(len(text))
 
     # scheduler-side events (on the event loop)
 
@@ -201,7 +206,7 @@ class Context:
         elif isinstance(event, StreamFinished):
             self._move(ContextState.DONE)
             self._emit(ContextFinished(self.context_id, self.samples, self.characters,
-                                       "completed"))
+                                       "completed", self.spoken_characters))
 
     def _on_audio(self, event: UnitAudio) -> None:
         offset = self._unit_offsets.setdefault(event.unit_index, self.samples)
@@ -219,3 +224,4 @@ class Context:
             self._emit(ContextWords(self.context_id, words))
         if event.unit_finished:
             self._unit_offsets.pop(event.unit_index, None)
+            self.spoken_characters += self._unit_chars[event.unit_index]

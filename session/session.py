@@ -62,10 +62,10 @@ class Session:
 
     # defaults
 
-    def configure(self, voice: str | None = None, speed: float | None = None) -> None:
-        """Change defaults for contexts started later. Raises UnknownVoice."""
+    def configure(self, voice: ResolvedVoice | None = None, speed: float | None = None) -> None:
+        """Change defaults for contexts started later."""
         if voice is not None:
-            self.defaults = replace(self.defaults, voice=self.catalog.resolve(voice))
+            self.defaults = replace(self.defaults, voice=voice)
         if speed is not None:
             self.defaults = replace(self.defaults, speed=speed)
 
@@ -87,10 +87,11 @@ class Session:
         return ctx
 
     def start_context(
-        self, context_id: str, voice: str | None = None, speed: float | None = None
+        self, context_id: str, voice: ResolvedVoice | None = None, speed: float | None = None
     ) -> Context:
-        """Admit a new context. Raises UnknownVoice, TooManyContexts or ServerBusy."""
-        resolved = self.catalog.resolve(voice) if voice is not None else self.defaults.voice
+        """Admit a new context (``voice`` resolved by the caller; None: the session default).
+        Raises TooManyContexts or ServerBusy."""
+        resolved = voice if voice is not None else self.defaults.voice
         live = sum(1 for c in self.contexts.values() if not c.finished)
         if live >= self.config.max_contexts:
             raise TooManyContexts(

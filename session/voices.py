@@ -1,15 +1,29 @@
 """Voice ids and which scheduler serves them.
 
-A voice id is ``engine:name`` (``piper:joe``). Short aliases (``joe``) resolve when exactly one engine
-has a voice of that name.
+A voice id is ``engine:name`` (``piper:joe``) for a stock voice (short aliases such as ``joe`` resolve
+when exactly one engine has a voice of that name), or a tenant's voice profile id (``v_...``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference.scheduler import Scheduler
-from session.errors import UnknownVoice
+from session.errors import TimbreError, UnknownVoice
+from session.ids import TenantId, VoiceId
+from session.store.voices import VoiceProfile, VoiceStatus, VoiceStore
+
+PROFILE_PREFIX = "v_"
+
+
+class VoiceUnavailable(TimbreError):
+    """A profile that exists but cannot speak: still cloning, failed, or its consent revoked."""
+
+    code = "voice_unavailable"
+    http_status = 409
+    close_code = None
 
 
 @dataclass(frozen=True)
@@ -58,3 +72,47 @@ class VoiceCatalog:
 
     def _listing(self) -> str:
         return ", ".join(self.voice_ids()) or "(none)"
+
+
+class ProfileVoices:
+    """Voice profiles (``v_...`` ids) on the streaming path: a profile speaks through the engine
+    voice its clone job chose (``engine_params``). Lookups are cached for ``ttl_s`` so opening a
+    stream costs no database round trip in the common case; ``forget`` drops a profile at once
+    (revoke, delete)."""
+
+    def __init__(self, catalog: VoiceCatalog, store: VoiceStore, ttl_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[tuple[TenantId, str], tuple[float, VoiceProfile | None]] = {}
+
+    async def resolve(self, tenant: TenantId, voice_id: str) -> ResolvedVoice:
+        """A stock voice id or one of ``tenant``'s ready profiles. Raises UnknownVoice (also for
+        another tenant's profile: its existence is not revealed) or VoiceUnavailable."""
+        if not voice_id.startswith(PROFILE_PREFIX):
+            return self._catalog.resolve(voice_id)
+        profile = await self._profile(tenant, voice_id)
+        if profile is None:
+            raise UnknownVoice(f"unknown voice {voice_id!r}")
+        if profile.status is not VoiceStatus.READY:
+            raise VoiceUnavailable(f"voice {voice_id!r} is {profile.status.value}")
+        params = profile.engine_params
+        base = self._catalog.resolve(f"{params['engine']}:{params['voice']}")
+        return ResolvedVoice(voice_id, base.engine_voice, base.scheduler)
+
+    async def _profile(self, tenant: TenantId, voice_id: str) -> VoiceProfile | None:
+        key = (tenant, voice_id)
+        hit = self._cache.get(key)
+        now = self._clock()
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        profile = await self._store.get(tenant, VoiceId(voice_id))
+        self._cache[key] = (now, profile)
+        if len(self._cache) > 10_000:
+            self._cache.pop(next(iter(self._cache)))
+        return profile
+
+    def forget(self, tenant: TenantId, voice_id: str) -> None:
+        self._cache.pop((tenant, voice_id), None)

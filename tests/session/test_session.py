@@ -124,7 +124,7 @@ async def test_flush_speaks_a_partial_sentence(catalog) -> None:
 async def test_limits_and_refusals(catalog) -> None:
     session, _ = make_session(catalog, max_contexts=2, max_context_chars=10)
     with pytest.raises(UnknownVoice):
-        session.start_context("x", voice="nobody")
+        catalog.resolve("nobody")
     a = session.start_context("a")
     session.start_context("b")
     with pytest.raises(TooManyContexts):
