@@ -166,8 +166,9 @@ class NativeBridge:
             if message.voice is not None:
                 voice = await self.tenancy.profiles.resolve(self.tenancy.tenant, message.voice)
             ctx = self.session.start_context(message.context_id, voice, message.speed)
-        except TimbreError:
+        except TimbreError as err:
             self.protocol.refuse(message.context_id)
+            err.context_id = err.context_id or message.context_id
             raise
         voice_id = ctx.settings.voice.voice_id
         if voice_id.startswith(PROFILE_PREFIX):

@@ -34,10 +34,16 @@ class RunningServer:
     key: str
     data_dir: Path
     app: web.Application
+    loop: asyncio.AbstractEventLoop
 
     @property
     def metrics_text(self) -> str:
         return self.app[METRICS].render().decode()
+
+    @property
+    def mongo_url(self) -> str:
+        """The server's (embedded) MongoDB; open your own client on it from the test's loop."""
+        return (self.data_dir / "mongo-url").read_text().strip()
 
 
 class ServerThread:
@@ -83,7 +89,8 @@ class ServerThread:
             await web.TCPSite(runner, "127.0.0.1", port).start()
             await wait_ready(app)
             self.server = RunningServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}",
-                                        app[DEMO_KEY], self.config.server.data_dir, app)
+                                        app[DEMO_KEY], self.config.server.data_dir, app,
+                                        self._loop)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the test by start()
             self._error = exc
             self._started.set()
