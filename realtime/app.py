@@ -33,6 +33,7 @@ from realtime.appkeys import (
     STORES,
     TENANTS,
 )
+from realtime.admin_cli import MONGO_URL_FILE
 from realtime.config import AppConfig
 from realtime.metrics import Metrics, StepObserver
 from realtime.rest_tokens import create_token
@@ -49,8 +50,6 @@ from session.voices import ProfileVoices, VoiceCatalog
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-MONGO_URL_FILE = "mongo-url"
-"""While the server runs on its embedded database, its URL is here (for ``timbre admin``)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

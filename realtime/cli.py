@@ -39,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML configuration file (env TIMBRE_CONFIG)")
     serve.set_defaults(func=_serve)
     from loadtest.cli import add_parser as add_loadtest
+    from realtime.admin_cli import add_parser as add_admin
     from realtime.say import add_parser as add_say
 
     add_say(sub)
     add_loadtest(sub)
+    add_admin(sub)
     return parser
 
 

@@ -33,19 +33,20 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Hashable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Collection, Generic, Hashable, Literal, NamedTuple, Protocol
-from typing import TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from session.auth import KEY_PREFIX, hash_key
-from session.ids import TenantId
 from session.errors import BadRequest, TimbreError, Unauthorized
+from session.ids import KeyId, TenantId
+from session.store.api_keys import KEY_PREFIX, ApiKey, ApiKeyStore, hash_api_key
+from session.store.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Scope(StrEnum):
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
+EVERY_SCOPE = "*"  # stored on a key that may do whatever its tenant may (the store's default)
 
 
 class Forbidden(TimbreError):
@@ -115,9 +117,9 @@ class AuthConfig:
     """``jwt_secret`` (HS256) or ``jwt_public_key``/``jwt_private_key`` (RS256, PEM text; the
     private key only where this server mints tokens). Neither: a generated HS256 secret."""
 
-    jwt_secret: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = None
-    jwt_private_key: str | None = None
+    jwt_private_key: str | None = field(default=None, repr=False)
     audience: str = "timbre"
     issuer: str | None = None
     token_ttl_s: int = 300
@@ -151,9 +153,9 @@ class JwtKeys:
     server only verifies. ``source`` says where the key came from (for the start-up log)."""
 
     algorithm: Literal["HS256", "RS256"]
-    verify_key: VerifyKey
-    signing_key: SigningKey | None
-    source: str
+    verify_key: VerifyKey = field(repr=False)
+    signing_key: SigningKey | None = field(repr=False)
+    source: str = ""
 
 
 def load_jwt_keys(config: AuthConfig, data_dir: Path) -> JwtKeys:
@@ -220,31 +222,6 @@ def _rsa_keys(public_pem: str | None, private_pem: str | None) -> JwtKeys:
     return JwtKeys("RS256", public, private, source)
 
 
-# --- what the stores must offer ---------------------------------------------------------------------
-
-
-class KeyRecord(Protocol):
-    @property
-    def key_id(self) -> str: ...
-    @property
-    def tenant_id(self) -> str: ...
-    @property
-    def key_hash(self) -> str: ...
-    @property
-    def scopes(self) -> Collection[str]: ...
-    @property
-    def revoked(self) -> bool: ...
-
-
-class KeyStore(Protocol):
-    async def find(self, plaintext: str) -> KeyRecord | None: ...
-    async def revoke(self, key_id: str) -> bool: ...
-
-
-class TenantLookup(Protocol):
-    async def get(self, tenant_id: str) -> object | None: ...
-
-
 # --- the cache --------------------------------------------------------------------------------------
 
 K = TypeVar("K", bound=Hashable)
@@ -306,8 +283,8 @@ class Authenticator:
 
     def __init__(
         self,
-        keys: KeyStore,
-        tenants: TenantLookup,
+        keys: ApiKeyStore,
+        tenants: TenantStore,
         jwt_keys: JwtKeys,
         config: AuthConfig,
         *,
@@ -321,7 +298,7 @@ class Authenticator:
         self._now = now
         self._key_cache: TtlCache[str, Principal] = TtlCache(
             config.key_cache_ttl_s, config.key_cache_size, clock)
-        self._tenant_cache: TtlCache[str, bool] = TtlCache(
+        self._tenant_cache: TtlCache[TenantId, bool] = TtlCache(
             config.key_cache_ttl_s, config.key_cache_size, clock)
 
     @property
@@ -346,10 +323,13 @@ class Authenticator:
             return await self._token(credential)
         raise Unauthorized(f"credential is neither an API key ({KEY_PREFIX}...) nor a JWT")
 
-    async def revoke_key(self, key_id: str) -> bool:
-        """Revoke a key in the store and forget it here at once. Returns False for an unknown id."""
-        self.forget_key(key_id)
-        return await self._keys.revoke(key_id)
+    async def revoke_key(self, key_id: KeyId, *, tenant: TenantId | None = None) -> ApiKey | None:
+        """Revoke a key in the store (only ``tenant``'s, when given) and forget it here at once.
+        Returns the revoked record, None for an unknown key."""
+        record = await self._keys.revoke(key_id, tenant=tenant)
+        if record is not None:
+            self.forget_key(record.key_id)
+        return record
 
     def forget_key(self, key_id: str) -> None:
         """Drop a key from this process's cache (after it was revoked by other means)."""
@@ -392,19 +372,18 @@ class Authenticator:
         return MintedToken(token, expires)
 
     async def _api_key(self, key: str) -> Principal:
-        digest = hash_key(key)
+        digest = hash_api_key(key)
         cached = self._key_cache.get(digest)
         if cached is not None:
             return cached
-        record = await self._keys.find(key)
+        record = await self._keys.find(key)  # None for unknown and revoked keys alike
         # The store found the record by this hash; comparing again in constant time keeps a store
         # that matched loosely (a prefix, a collation) from letting a wrong key in.
         if record is None or not hmac.compare_digest(record.key_hash, digest):
-            raise Unauthorized("invalid API key")
-        if record.revoked:
+            raise Unauthorized("invalid API key (unknown or revoked)")
+        if not record.active:
             raise Unauthorized("API key revoked")
-        principal = Principal(TenantId(record.tenant_id), record.key_id,
-                              _stored_scopes(record), via="api_key")
+        principal = Principal(record.tenant, record.key_id, _stored_scopes(record), via="api_key")
         self._key_cache.put(digest, principal)
         return principal
 
@@ -414,7 +393,7 @@ class Authenticator:
         if not isinstance(tenant, str) or not tenant:
             raise Unauthorized("token claim 'tenant' must be a non-empty string")
         scopes = _claimed_scopes(claims.get("scopes"))
-        await self._require_tenant(tenant)
+        await self._require_tenant(TenantId(tenant))
         subject = claims.get("sub")
         key_id = subject if isinstance(subject, str) and subject else "jwt"
         return Principal(TenantId(tenant), key_id, scopes, via="jwt",
@@ -447,7 +426,7 @@ class Authenticator:
             raise Unauthorized(f"invalid token: {err}") from None
         return claims
 
-    async def _require_tenant(self, tenant: str) -> None:
+    async def _require_tenant(self, tenant: TenantId) -> None:
         if self._tenant_cache.get(tenant):
             return
         if await self._tenants.get(tenant) is None:
@@ -455,7 +434,10 @@ class Authenticator:
         self._tenant_cache.put(tenant, True)
 
 
-def _stored_scopes(record: KeyRecord) -> frozenset[Scope]:
+def _stored_scopes(record: ApiKey) -> frozenset[Scope]:
+    """A key's scopes; ``*`` (the store's default) stands for every scope."""
+    if EVERY_SCOPE in record.scopes:
+        return ALL_SCOPES
     known = {s.value for s in Scope}
     unknown = [s for s in record.scopes if s not in known]
     if unknown:  # a record written by a newer version: grant what this version knows
