@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from session.errors import Unauthorized
-from session.ids import TenantId as TenantId  # re-exported: older imports take it from here
+from session.ids import TenantId
 
 DEMO_TENANT = TenantId("demo")
 DEMO_KEY_FILE = "demo-api-key"

@@ -34,6 +34,11 @@ class TooManyStreams(TimbreError):
     close_code = 4429
     retryable = True
 
+    @classmethod
+    def at_limit(cls, limit: int) -> TooManyStreams:
+        return cls(f"your tier allows {limit} concurrent stream{_s(limit)} and all are in use; "
+                   "close one and retry")
+
 
 class ProfileLimit(TimbreError):
     """The tenant already has as many voice profiles as its tier allows."""
@@ -41,6 +46,10 @@ class ProfileLimit(TimbreError):
     code = "profile_limit"
     http_status = 402
     close_code = None
+
+    @classmethod
+    def at_limit(cls, limit: int) -> ProfileLimit:
+        return cls(f"your tier allows {limit} voice profile{_s(limit)}; delete one to make room")
 
 
 class FormatNotAllowed(TimbreError):
@@ -71,3 +80,7 @@ class AlreadyExists(TimbreError):
     code = "already_exists"
     http_status = 409
     close_code = None
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"

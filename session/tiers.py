@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 UNLIMITED = "unlimited"
 ALL_FORMATS = "all"
@@ -86,7 +87,7 @@ class TierTable:
         tiers = {t.name: t for t in DEFAULT_TIERS}
         for name, settings in tables.items():
             if not isinstance(settings, Mapping):
-                raise ValueError(f"[tiers.{name}] must be a table")
+                raise ValueError(f"[tiers.{name}] must be a table")  # noqa: TRY004 (config errors)
             tiers[name] = _tier_from(name, settings, tiers.get(name))
         return cls(tiers)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from motor.motor_asyncio import AsyncIOMotorCollection, AsyncIOMotorDatabase
 from pymongo import ReturnDocument
@@ -21,13 +22,13 @@ S = TypeVar("S", bound=enum.Enum)
 def utcnow() -> datetime:
     """Now in UTC, cut to the millisecond BSON keeps, so a record returned by ``create`` equals the
     one read back later."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def as_utc(value: datetime) -> datetime:
     """A BSON datetime as an aware UTC datetime, whether or not the client was opened ``tz_aware``."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def opt_utc(value: datetime | None) -> datetime | None:

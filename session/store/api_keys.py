@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError

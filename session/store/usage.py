@@ -7,7 +7,7 @@ writers on any number of nodes add up exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -18,7 +18,7 @@ from session.store._common import Database, Document, as_utc, utcnow
 
 def month_of(at: datetime) -> str:
     """``YYYY-MM`` of ``at`` in UTC (a naive datetime is taken as UTC)."""
-    return as_utc(at).astimezone(timezone.utc).strftime("%Y-%m")
+    return as_utc(at).astimezone(UTC).strftime("%Y-%m")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class UsageStore:
 
     async def add(self, tenant: TenantId, characters: int, audio_s: float = 0.0, requests: int = 1,
                   *, at: datetime | None = None) -> Usage:
-        """Add to the tenant's month (that of ``at``, default now) atomically; returns the totals
-        after this addition. Raises ValueError for negative amounts."""
+        """Add to the tenant's month (that of ``at``, default now) atomically; returns the month's
+        totals including this addition (and possibly concurrent ones). Raises ValueError for
+        negative amounts."""
         if characters < 0 or audio_s < 0 or requests < 0:
             raise ValueError("usage only grows")
         month = month_of(at or utcnow())
@@ -68,6 +69,12 @@ class UsageStore:
             # Two first-of-the-month upserts raced; the document exists now, so this is an update.
             doc = await self._c.find_one_and_update(
                 query, update, upsert=True, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            # SecantusDB 0.7.0b3 applies an upsert that lost the insert race as an update but
+            # answers value=null; the addition is counted, so read the totals back.
+            doc = await self._c.find_one(query)
+        if doc is None:
+            raise RuntimeError(f"usage document {query['_id']} vanished")
         return _usage(doc)
 
     async def get(self, tenant: TenantId, month: str | None = None) -> Usage:

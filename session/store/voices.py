@@ -14,11 +14,12 @@ store refuses absolute paths and ``..`` so a stored name can never point outside
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from session.ids import ConsentId, TenantId, VoiceId, new_voice_id
 from session.quota_errors import ProfileLimit
@@ -118,8 +119,7 @@ class VoiceStore:
         await self._c.insert_one(doc)
         if max_profiles is not None and await self.count(tenant) > max_profiles:
             await self._c.delete_one({"_id": doc["_id"]})
-            raise ProfileLimit(f"your tier allows {max_profiles} voice profile"
-                               f"{'' if max_profiles == 1 else 's'}; delete one to make room")
+            raise ProfileLimit.at_limit(max_profiles)
         return _profile(doc)
 
     async def get(self, tenant: TenantId, voice_id: VoiceId) -> VoiceProfile | None:
@@ -143,10 +143,13 @@ class VoiceStore:
 
     async def set_status(self, tenant: TenantId, voice_id: VoiceId, status: VoiceStatus,
                          error: str | None = None) -> VoiceProfile | None:
-        """Move the profile to ``status`` (``error`` says why, for ``failed``; use ``set_ready`` for
-        ``ready``). None when the tenant has no such profile; raises InvalidState when the lifecycle
-        forbids it."""
-        update: Document = {"$set": {"status": status.value, "updated_at": utcnow(), "error": error}}
+        """Move the profile to ``status`` (``error``, if given, says why, e.g. for ``failed``; use
+        ``set_ready`` for ``ready``). None when the tenant has no such profile; raises InvalidState
+        when the lifecycle forbids it."""
+        fields: Document = {"status": status.value, "updated_at": utcnow()}
+        if error is not None:
+            fields["error"] = error
+        update: Document = {"$set": fields}
         return await self._move(tenant, voice_id, status, update)
 
     async def set_ready(self, tenant: TenantId, voice_id: VoiceId, engine_params: Mapping[str, Any],
@@ -165,15 +168,16 @@ class VoiceStore:
                                status, update, what=f"voice {voice_id}")
         return None if doc is None else _profile(doc)
 
-    async def revoke_for_consent(self, tenant: TenantId, consent_id: ConsentId) -> list[VoiceId]:
+    async def revoke_for_consent(self, tenant: TenantId,
+                                 consent_id: ConsentId) -> tuple[VoiceId, ...]:
         """Revoke every profile built on this consent that is not revoked yet; returns their ids
         (so live streams using them can be ended)."""
         query: Document = {"tenant": tenant, "consent_id": consent_id,
                            "status": {"$ne": VoiceStatus.REVOKED.value}}
-        ids = [VoiceId(doc["_id"]) async for doc in self._c.find(query, {"_id": 1})]
+        ids = tuple([VoiceId(doc["_id"]) async for doc in self._c.find(query, {"_id": 1})])
         if ids:
             await self._c.update_many(
-                {**query, "_id": {"$in": ids}},
+                {**query, "_id": {"$in": list(ids)}},
                 {"$set": {"status": VoiceStatus.REVOKED.value, "updated_at": utcnow()}})
         return ids
 
