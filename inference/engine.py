@@ -14,8 +14,9 @@ that frees it. Every method is called from the one model thread that owns the en
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NewType, Protocol, Sequence
+from typing import NewType, Protocol
 
 import numpy as np
 import numpy.typing as npt

@@ -45,8 +45,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from inference.engine import (
     DecodeItem,
@@ -532,7 +533,7 @@ class Scheduler:
             self._calibrate()  # the first pass still pays one-off costs; learn from the second
             self._state.throughput = Throughput()
             self._calibrate()
-        except BaseException as exc:  # noqa: BLE001 - reported through .failed and /readyz
+        except BaseException as exc:
             log.exception("engine %s failed to warm up", self.engine.name)
             self.failed = exc
             return

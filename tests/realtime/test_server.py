@@ -11,8 +11,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from realtime.client import ServerRefused, StreamClient, Unauthorized
 from realtime.audio import SUPPORTED_SAMPLE_RATES
+from realtime.client import ServerRefused, StreamClient, Unauthorized
 from tests.asr import recognize, word_overlap
 from tests.server import RunningServer, ServerThread
 

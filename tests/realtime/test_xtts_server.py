@@ -15,9 +15,9 @@ import soundfile
 torch = pytest.importorskip("torch")
 tokenizers = pytest.importorskip("tokenizers")
 
-from inference.xtts import XttsConfig, XttsModel  # noqa: E402
-from realtime.client import StreamClient  # noqa: E402
-from tests.server import RunningServer, ServerThread  # noqa: E402
+from inference.xtts import XttsConfig, XttsModel
+from realtime.client import StreamClient
+from tests.server import RunningServer, ServerThread
 
 TINY = XttsConfig.tiny()
 
