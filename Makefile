@@ -18,12 +18,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml requirements/xtts-reference.txt requirements/xtts-reference-nodeps.txt | $(BIN)/python
+$(STAMP): pyproject.toml $(wildcard requirements/*.txt) | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[test,dev,xtts]'
-	# coqui-tts, the reference our XTTS engine is tested against (see the requirements files)
-	$(BIN)/python -m pip install -q -r requirements/xtts-reference.txt
-	$(BIN)/python -m pip install -q --no-deps -r requirements/xtts-reference-nodeps.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/runtime-nodeps.txt
+	# reference implementations the tests compare ours against (see the requirements files)
+	$(BIN)/python -m pip install -q -r requirements/test-references.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/test-references-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

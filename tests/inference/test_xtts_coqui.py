@@ -45,7 +45,7 @@ class _StubMelSpectrogram(MelSpectrogram):
 
 
 def _skip_or_fail(reason: str) -> None:
-    """`make test` installs the reference (requirements/xtts-reference*.txt): in CI its absence is
+    """`make test` installs the reference (requirements/test-references*.txt): in CI its absence is
     a failure, on a developer's partial install a skip."""
     if os.environ.get("CI"):
         pytest.fail(reason)
