@@ -20,6 +20,7 @@ from inference.engine import Engine
 from inference.piper import PiperEngine
 from inference.scheduler import Scheduler, SchedulerConfig
 from inference.xtts_settings import XttsSettings
+from realtime.admin_cli import MONGO_URL_FILE
 from realtime.appkeys import (
     AUTHENTICATOR,
     CATALOG,
@@ -33,18 +34,18 @@ from realtime.appkeys import (
     STORES,
     TENANTS,
 )
-from realtime.admin_cli import MONGO_URL_FILE
 from realtime.config import AppConfig
 from realtime.metrics import Metrics, StepObserver
+from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.ws_native import stream_handler
 from session.auth import DEMO_TENANT, ensure_demo_key
 from session.authn import Authenticator, load_jwt_keys
 from session.db import EmbeddedMongo, Stores, open_database
+from session.errors import TimbreError, Unauthorized
 from session.limits import open_stream_limiter
 from session.live import LiveVoices
 from session.tenancy import TenantDirectory
-from session.errors import TimbreError, Unauthorized
 from session.voices import ProfileVoices, VoiceCatalog
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,6 @@ async def metrics_handler(request: web.Request) -> web.Response:
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
-async def voices_handler(request: web.Request) -> web.Response:
-    return web.json_response({"voices": [
-        {"voice_id": v, "kind": "stock"} for v in request.app[CATALOG].voice_ids()
-    ]})
-
-
 async def demo_token(request: web.Request) -> web.Response:
     """Sign a local visitor of the demo page in as the demo tenant. Only loopback clients get it:
     anyone else must bring their own key (``?token=``)."""
@@ -148,7 +143,7 @@ async def _tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUTHENTICATOR] = Authenticator(stores.api_keys, stores.tenants,
                                        load_jwt_keys(config.auth, data_dir), config.auth)
     app[TENANTS] = TenantDirectory(stores.tenants, stores.usage, config.tiers)
-    app[PROFILES] = ProfileVoices(app[CATALOG], stores.voices)
+    app[PROFILES] = ProfileVoices(app[CATALOG], stores.voices, stores.consents)
     limiter = app[LIMITER] = open_stream_limiter(config.server.redis_url)
     key, created = ensure_demo_key(data_dir)
     await stores.tenants.ensure(DEMO_TENANT, "demo", config.server.demo_tier)
@@ -225,10 +220,13 @@ def create_app(config: AppConfig) -> web.Application:
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tenancy_ctx)
     app.cleanup_ctx.append(_engines_ctx)
+    # after the engines: running jobs fail as `interrupted` before the engines stop
+    app.cleanup_ctx.append(functools.partial(
+        rest_services, jobs=config.jobs, synthesis=config.synthesis, reference=config.reference))
+    add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/v1/voices", voices_handler)
     app.router.add_get("/v1/stream", stream_handler)
     app.router.add_post("/v1/tokens", create_token)
     app.router.add_get("/demo/token", demo_token)

@@ -9,8 +9,10 @@ from realtime.metrics import Metrics
 from session.authn import Authenticator, Principal
 from session.db import Stores
 from session.limits import StreamLimiter
-from session.tenancy import TenantDirectory
 from session.live import LiveVoices
+from session.synthesis import SynthesisService
+from session.tenancy import TenantDirectory
+from session.voice_service import VoiceService
 from session.voices import ProfileVoices, VoiceCatalog
 
 CONFIG = web.AppKey("config", AppConfig)
@@ -27,6 +29,10 @@ PROFILES = web.AppKey("profiles", ProfileVoices)
 """Stock voices and tenants' voice profiles on the streaming path (cached)."""
 LIVE = web.AppKey("live", LiveVoices)
 """Live contexts by voice profile (revocation ends them)."""
+VOICE_SERVICE = web.AppKey("voice_service", VoiceService)
+"""Voice profiles: create (checks, consent, clone job), list, revoke, delete, audit."""
+SYNTHESIS = web.AppKey("synthesis", SynthesisService)
+"""Long-text synthesis jobs."""
 DEMO_KEY = web.AppKey("demo_key", str)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

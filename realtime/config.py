@@ -11,6 +11,7 @@ Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``,
     [xtts]      checkpoint_dir, device, dtype, max_active, cuda_graphs; [xtts.voices] name = "ref.wav"
     [auth]      jwt_secret | jwt_public_key (+ jwt_private_key), audience, token_ttl_s, ...
     [tiers.NAME] characters_per_month, max_profiles, max_concurrent_streams, output_formats
+    [jobs] [synthesis] [reference]  job concurrency, long-text limits, reference-audio thresholds
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
 from inference.xtts_settings import XttsSettings
 from session.authn import AuthConfig
-from session.tiers import TierTable
+from session.jobs import JobsConfig
+from session.reference_audio import ReferenceChecks
 from session.segment import SegmenterConfig
 from session.session import SessionConfig
+from session.synthesis import SynthesisConfig
+from session.tiers import TierTable
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ class AppConfig:
     xtts: XttsSettings = field(default_factory=XttsSettings)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tiers: TierTable = field(default_factory=TierTable)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    reference: ReferenceChecks = field(default_factory=ReferenceChecks)
 
 
 _D = TypeVar("_D")
@@ -71,7 +78,11 @@ def _with(obj: _D, values: Mapping[str, Any]) -> _D:
     converted = {}
     for key, value in values.items():
         current = getattr(obj, key)
-        converted[key] = Path(value) if isinstance(current, Path) else value
+        if isinstance(current, Path):
+            value = Path(value)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        converted[key] = value
     return dataclasses.replace(obj, **converted)  # type: ignore[type-var]
 
 
@@ -86,7 +97,7 @@ def load_config(
     path = toml_path or (Path(env["TIMBRE_CONFIG"]) if env.get("TIMBRE_CONFIG") else None)
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
     unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts",
-                             "auth", "tiers"}
+                             "auth", "tiers", "jobs", "synthesis", "reference"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -111,6 +122,9 @@ def load_config(
         xtts=_with(XttsSettings(), tables.get("xtts", {})),
         auth=_with(AuthConfig(), tables.get("auth", {})),
         tiers=TierTable.from_mapping(tables.get("tiers", {})),
+        jobs=_with(JobsConfig(), tables.get("jobs", {})),
+        synthesis=_with(SynthesisConfig(), tables.get("synthesis", {})),
+        reference=_with(ReferenceChecks(), tables.get("reference", {})),
     )
 
 

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 
 from inference.engine import FloatAudio
-from realtime.appkeys import CATALOG, CONFIG, LIMITER, LIVE, METRICS, PRINCIPAL, PROFILES, TENANTS
+from realtime.appkeys import (
+    CATALOG,
+    CONFIG,
+    LIMITER,
+    LIVE,
+    METRICS,
+    PRINCIPAL,
+    PROFILES,
+    TENANTS,
+    VOICE_SERVICE,
+)
 from realtime.audio import (
     SUPPORTED_FORMATS,
     SUPPORTED_SAMPLE_RATES,
@@ -39,6 +49,7 @@ from realtime.protocol import (
     WordTime,
     error_message,
 )
+from session.authn import Scope
 from session.context import (
     Context,
     ContextAudio,
@@ -57,11 +68,10 @@ from session.errors import (
     TimbreError,
     with_close,
 )
-from session.output import OutputBuffer
-from session.session import Session, SessionDefaults
-from session.authn import Scope
 from session.ids import TenantId
 from session.live import LiveVoices
+from session.output import OutputBuffer
+from session.session import Session, SessionDefaults
 from session.tenancy import StreamQuota
 from session.voices import PROFILE_PREFIX, ProfileVoices, ResolvedVoice, VoiceUnavailable
 
@@ -114,6 +124,8 @@ class Tenancy:
     quota: StreamQuota
     profiles: ProfileVoices
     live: LiveVoices
+    record_use: Callable[[str], None]
+    """Audit a context speaking with a voice profile (in the background)."""
 
 
 class NativeBridge:
@@ -172,6 +184,7 @@ class NativeBridge:
             raise
         voice_id = ctx.settings.voice.voice_id
         if voice_id.startswith(PROFILE_PREFIX):
+            self.tenancy.record_use(voice_id)
             self._unregister[ctx.context_id] = self.tenancy.live.add(
                 self.tenancy.tenant, voice_id,
                 lambda reason, cid=ctx.context_id: self._revoked(cid, reason))
@@ -306,12 +319,26 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     except TimbreError as err:
         await _refuse(ws, metrics, with_close(err, err.close_code or 4403))
         return ws
-    tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE])
+    tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE],
+                      _audit_use(app, principal.tenant, principal.key_id))
     try:
         await _serve(ws, request, params, voice, tenancy)
     finally:
         await quota.close()
     return ws
+
+
+def _audit_use(app: web.Application, tenant: TenantId, actor: str) -> Callable[[str], None]:
+    service = app[VOICE_SERVICE]
+    pending: set[asyncio.Task[None]] = set()
+
+    def record(voice_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            service.record_use(tenant, voice_id, actor, {"via": "stream"}))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return record
 
 
 def _http_error(metrics: Metrics, err: TimbreError) -> web.Response:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from typing import Literal
 from dataclasses import dataclass
+from typing import Literal
 
 from inference.engine import FloatAudio, SynthesisUnit, WordTiming
 from inference.scheduler import (

@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from session.errors import Unauthorized
 from session.ids import TenantId
 from session.limits import Lease, StreamLimiter, check_characters, check_output_format
 from session.quota_errors import QuotaExceeded
 from session.store.tenants import TenantStore
 from session.store.usage import Usage, UsageStore
 from session.tiers import Tier, TierTable
-from session.errors import Unauthorized
 
 
 @dataclass(frozen=True)

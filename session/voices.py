@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from inference.scheduler import Scheduler
 from session.errors import TimbreError, UnknownVoice
 from session.ids import TenantId, VoiceId
+from session.store.consents import ConsentRecord, ConsentStore
 from session.store.voices import VoiceProfile, VoiceStatus, VoiceStore
 
 PROFILE_PREFIX = "v_"
+_Cached = tuple[VoiceProfile, ConsentRecord | None]
 
 
 class VoiceUnavailable(TimbreError):
@@ -80,39 +83,46 @@ class ProfileVoices:
     stream costs no database round trip in the common case; ``forget`` drops a profile at once
     (revoke, delete)."""
 
-    def __init__(self, catalog: VoiceCatalog, store: VoiceStore, ttl_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, catalog: VoiceCatalog, store: VoiceStore, consents: ConsentStore,
+                 ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._catalog = catalog
         self._store = store
+        self._consents = consents
         self._ttl_s = ttl_s
         self._clock = clock
-        self._cache: dict[tuple[TenantId, str], tuple[float, VoiceProfile | None]] = {}
+        self._cache: dict[tuple[TenantId, str], tuple[float, _Cached | None]] = {}
 
     async def resolve(self, tenant: TenantId, voice_id: str) -> ResolvedVoice:
         """A stock voice id or one of ``tenant``'s ready profiles. Raises UnknownVoice (also for
         another tenant's profile: its existence is not revealed) or VoiceUnavailable."""
         if not voice_id.startswith(PROFILE_PREFIX):
             return self._catalog.resolve(voice_id)
-        profile = await self._profile(tenant, voice_id)
-        if profile is None:
+        cached = await self._profile(tenant, voice_id)
+        if cached is None:
             raise UnknownVoice(f"unknown voice {voice_id!r}")
+        profile, consent = cached
         if profile.status is not VoiceStatus.READY:
             raise VoiceUnavailable(f"voice {voice_id!r} is {profile.status.value}")
+        if consent is None or not consent.valid_at(datetime.now(UTC)):
+            raise VoiceUnavailable(f"the consent behind voice {voice_id!r} is revoked or expired")
         params = profile.engine_params
         base = self._catalog.resolve(f"{params['engine']}:{params['voice']}")
         return ResolvedVoice(voice_id, base.engine_voice, base.scheduler)
 
-    async def _profile(self, tenant: TenantId, voice_id: str) -> VoiceProfile | None:
+    async def _profile(self, tenant: TenantId, voice_id: str) -> _Cached | None:
         key = (tenant, voice_id)
         hit = self._cache.get(key)
         now = self._clock()
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
         profile = await self._store.get(tenant, VoiceId(voice_id))
-        self._cache[key] = (now, profile)
+        cached = None
+        if profile is not None:
+            cached = (profile, await self._consents.get(tenant, profile.consent_id))
+        self._cache[key] = (now, cached)
         if len(self._cache) > 10_000:
             self._cache.pop(next(iter(self._cache)))
-        return profile
+        return cached
 
     def forget(self, tenant: TenantId, voice_id: str) -> None:
         self._cache.pop((tenant, voice_id), None)

@@ -69,6 +69,13 @@ class ConsentStore:
         doc = await self._c.find_one({"_id": consent_id, "tenant": tenant})
         return None if doc is None else _consent(doc)
 
+    async def delete(self, tenant: TenantId, consent_id: ConsentId) -> bool:
+        """Remove a record that never backed a profile (a create that was refused after the
+        consent was stored). Returns whether it existed. Records of real profiles are revoked,
+        never deleted: the audit trail needs them."""
+        result = await self._c.delete_one({"_id": consent_id, "tenant": tenant})
+        return bool(result.deleted_count)
+
     async def revoke(self, tenant: TenantId, consent_id: ConsentId) -> ConsentRecord | None:
         """Revoke (idempotent: the first revocation time stays). None when the tenant has no such
         record."""

@@ -122,6 +122,11 @@ class JobStore:
 
     # the worker's side: by id alone
 
+    async def unfinished(self) -> list[Job]:
+        """Every queued or running job of every tenant (what a restarted runner must settle)."""
+        statuses = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+        return [_job(doc) async for doc in self._c.find({"status": {"$in": statuses}})]
+
     async def start(self, job_id: JobId) -> Job | None:
         """queued -> running. None for an unknown job; InvalidState when not queued."""
         return await self._move(job_id, JobStatus.RUNNING, {"updated_at": utcnow()})

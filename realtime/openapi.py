@@ -1,0 +1,448 @@
+"""The OpenAPI 3.1 description of Timbre's HTTP API, served at ``/openapi.json``, and the page that
+renders it at ``/docs`` (``web/docs.html`` + ``web/docs.js``: plain JavaScript, no external
+resources, so it works on a machine without network access).
+
+The document is written by hand, next to the handlers it describes (``realtime.rest``,
+``realtime.rest_tokens``, ``realtime.ws_native``, ``realtime.app``); ``tests/realtime/test_rest.py``
+checks that every route the app registers under ``/v1`` appears here with its methods, and that every
+``$ref`` resolves. ``x-scope`` names the credential scope an operation needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+Schema = dict[str, Any]
+
+ERROR_CODES = {
+    400: "bad_request, bad_format, ...: the request is malformed",
+    401: "unauthorized: missing, unknown, revoked or expired credential",
+    402: "quota_exceeded or profile_limit: the tier's allowance is used up",
+    403: "forbidden (the credential lacks the scope) or format_not_allowed (not in the tier)",
+    404: "unknown_voice / unknown_job: no such id for this tenant (another tenant's ids too)",
+    409: "the object is not in a state that allows this (voice_unavailable, no_audio, ...)",
+    413: "file_too_large / text_too_long: the body is over the limit",
+    422: "the values are readable but refused (reference-audio checks, consent_required)",
+    429: "too_many_streams: the tier's concurrent streams are all open",
+    503: "server_busy: no capacity now; retry later",
+}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema, example: Any = None) -> Schema:
+    content: Schema = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"application/json": content}
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    return {str(s): {"description": ERROR_CODES[s], "content": _json(_ref("Error"))}
+            for s in statuses}
+
+
+def _path_param(name: str, description: str, example: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string"}, "example": example}
+
+
+def _op(summary: str, description: str, tag: str, responses: dict[str, Schema], *,
+        scope: str | None = None, parameters: list[Schema] | None = None,
+        body: Schema | None = None, public: bool = False) -> Schema:
+    op: Schema = {"summary": summary, "description": description, "tags": [tag],
+                  "operationId": summary.lower().replace(" ", "_").replace("'", ""),
+                  "responses": responses}
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    if scope is not None:
+        op["x-scope"] = scope
+    if public:
+        op["security"] = []
+    else:
+        responses.update(_errors(401))
+    return op
+
+
+VOICE_ID = _path_param("voice_id", "A voice profile id (v_...).", "v_0123456789abcdef")
+JOB_ID = _path_param("job_id", "A job id (job_...).", "job_0123456789abcdef")
+ISO_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string", "example": "unknown_voice"},
+                           "message": {"type": "string"}}}},
+    },
+    "StockVoice": {
+        "type": "object", "description": "A voice that ships with the server (read-only).",
+        "properties": {
+            "voice_id": {"type": "string", "example": "piper:joe"},
+            "kind": {"const": "stock"}, "name": {"type": "string", "example": "joe"},
+            "engine": {"type": "string", "example": "piper"}, "status": {"const": "ready"}},
+    },
+    "Voice": {
+        "type": "object",
+        "description": "A voice profile of the tenant. Until real cloning lands (issue 4) a profile "
+                       "speaks with the stock voice closest to its reference (`base_voice`).",
+        "properties": {
+            "voice_id": {"type": "string", "example": "v_0123456789abcdef"},
+            "kind": {"const": "profile"}, "name": {"type": "string", "example": "Narrator"},
+            "status": {"enum": ["pending", "ready", "failed", "revoked"]},
+            "error": {"type": ["string", "null"], "description": "Why it failed."},
+            "base_voice": {"type": ["string", "null"], "example": "piper:joe"},
+            "base_similarity": {"type": ["number", "null"], "example": 0.63,
+                                "description": "Speaker-embedding cosine to the base voice."},
+            "reference_files": {"type": "integer"},
+            "consent_id": {"type": "string"},
+            "created_at": ISO_TIME, "updated_at": ISO_TIME},
+    },
+    "VoiceDetail": {
+        "allOf": [_ref("Voice"), {"type": "object", "properties": {
+            "consent": {"oneOf": [_ref("Consent"), {"type": "null"}]},
+            "job": {"oneOf": [_ref("Job"), {"type": "null"}],
+                    "description": "The latest clone job (null once expired)."}}}],
+    },
+    "Consent": {
+        "type": "object",
+        "properties": {
+            "consent_id": {"type": "string"}, "owner_name": {"type": "string"},
+            "statement": {"type": "string"}, "purpose": {"type": "string"},
+            "expires_at": ISO_TIME,
+            "uploaded_by": {"type": "string", "description": "The key that uploaded it."},
+            "created_at": ISO_TIME, "revoked_at": ISO_TIME},
+    },
+    "Job": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string", "example": "job_0123456789abcdef"},
+            "kind": {"enum": ["clone", "synthesize"]},
+            "status": {"enum": ["queued", "running", "succeeded", "failed"]},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "subject": {"type": ["string", "null"],
+                        "description": "The voice the job works on or speaks with."},
+            "error": {"oneOf": [{"type": "null"}, {
+                "type": "object", "properties": {"code": {"type": "string",
+                                                          "example": "interrupted"},
+                                                 "message": {"type": "string"}}}]},
+            "result": {"oneOf": [{"type": "null"}, _ref("SynthesisResult"),
+                                 _ref("CloneResult")]},
+            "created_at": ISO_TIME, "updated_at": ISO_TIME,
+            "expires_at": {**ISO_TIME, "description": "When a finished job (and its audio) is "
+                                                      "deleted."}},
+    },
+    "CloneResult": {
+        "type": "object",
+        "properties": {"voice_id": {"type": "string"},
+                       "base_voice": {"type": "string", "example": "piper:joe"},
+                       "base_similarity": {"type": "number"}},
+    },
+    "SynthesisResult": {
+        "type": "object",
+        "properties": {
+            "audio_url": {"type": "string", "example": "/v1/jobs/job_0123456789abcdef/audio"},
+            "duration_s": {"type": "number"}, "format": {"enum": ["wav", "flac", "mp3", "ogg"]},
+            "characters": {"type": "integer"}, "sample_rate_hz": {"type": "integer"},
+            "voice": {"type": "string"},
+            "skipped_units": {"type": "integer",
+                              "description": "Pieces with nothing to pronounce."}},
+    },
+    "SynthesisRequest": {
+        "type": "object", "required": ["text", "voice"], "additionalProperties": False,
+        "properties": {
+            "text": {"type": "string", "maxLength": 200000,
+                     "description": "Up to 200,000 characters (configurable)."},
+            "voice": {"type": "string", "example": "piper:joe",
+                      "description": "A stock voice id or one of your ready profiles."},
+            "format": {"enum": ["wav", "flac", "mp3", "ogg"], "default": "wav"},
+            "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0}},
+    },
+    "VoiceUpload": {
+        "type": "object",
+        "required": ["name", "file", "consent_owner_name", "consent_statement",
+                     "consent_accepted", "consent_purpose"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 100, "example": "Narrator"},
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                     "description": "One or more reference recordings (wav, mp3, flac, ogg, webm; "
+                                    "any rate): at least 10 s of speech in total, 30 s "
+                                    "recommended, one speaker, not clipped, little noise. "
+                                    "At most 50 MB together (configurable)."},
+            "transcript": {"type": "array", "items": {"type": "string"},
+                           "description": "Optional: the i-th transcript is what the i-th file "
+                                          "says."},
+            "consent_owner_name": {"type": "string", "description": "The voice owner."},
+            "consent_statement": {"type": "string",
+                                  "description": "The statement the owner accepted."},
+            "consent_accepted": {"type": "boolean", "description": "Must be true."},
+            "consent_purpose": {"type": "string"},
+            "consent_expires_at": {"type": "string", "format": "date",
+                                   "description": "Optional ISO date (valid through that day, "
+                                                  "UTC) or date-time."}},
+    },
+    "Tier": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "example": "pro"},
+            "characters_per_month": {"type": ["integer", "null"],
+                                     "description": "null: unlimited"},
+            "max_profiles": {"type": ["integer", "null"]},
+            "max_concurrent_streams": {"type": "integer"},
+            "output_formats": {"type": ["array", "null"], "items": {"type": "string"}}},
+    },
+    "UsageMonth": {
+        "type": "object",
+        "properties": {"month": {"type": "string", "example": "2026-11"},
+                       "characters": {"type": "integer"}, "audio_s": {"type": "number"},
+                       "requests": {"type": "integer"}},
+    },
+    "Usage": {
+        "type": "object",
+        "properties": {
+            "tenant": {"type": "string"}, "tier": _ref("Tier"), "month": _ref("UsageMonth"),
+            "history": {"type": "array", "items": _ref("UsageMonth"),
+                        "description": "Recent months with usage, newest first."},
+            "profiles": {"type": "integer", "description": "Pending and ready profiles."},
+            "streams": {"type": "integer", "description": "Streams open now."},
+            "remaining": {"type": "object", "properties": {
+                "characters": {"type": ["integer", "null"]},
+                "profiles": {"type": ["integer", "null"]}, "streams": {"type": "integer"}}}},
+    },
+    "TokenRequest": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "ttl_s": {"type": "integer", "minimum": 1, "default": 300},
+            "scopes": {"type": "array",
+                       "items": {"enum": ["tts", "voices:read", "voices:write"]},
+                       "description": "Default: the caller's; may only narrow them."}},
+    },
+    "Token": {
+        "type": "object",
+        "properties": {"token": {"type": "string"},
+                       "expires_at": {"type": "integer", "description": "Unix seconds."},
+                       "tenant": {"type": "string"}},
+    },
+}
+
+
+def _voices_paths() -> dict[str, Schema]:
+    return {
+        "/v1/voices": {
+            "get": _op(
+                "List voices", "The server's stock voices (read-only) followed by the tenant's "
+                "profiles, newest first.", "Voices", scope="voices:read",
+                responses={"200": {"description": "The voices.", "content": _json({
+                    "type": "object", "properties": {"voices": {"type": "array", "items": {
+                        "oneOf": [_ref("StockVoice"), _ref("Voice")]}}}})}}),
+            "post": _op(
+                "Create voice", "Upload reference audio and the voice owner's consent. Every "
+                "check runs before anything is stored: a refusal leaves no consent, profile, job "
+                "or file. The profile starts `pending`; poll the returned job until it is "
+                "`succeeded` and the profile `ready`. The upload size is checked while it "
+                "streams in.", "Voices", scope="voices:write",
+                body={"required": True, "content": {"multipart/form-data": {
+                    "schema": _ref("VoiceUpload"),
+                    "encoding": {"file": {"contentType": "audio/*"}}}}},
+                responses={
+                    "202": {"description": "Accepted: the profile and its clone job.",
+                            "headers": {"Location": {"schema": {"type": "string"},
+                                                     "description": "The job's URL."}},
+                            "content": _json({"type": "object", "properties": {
+                                "voice": _ref("Voice"), "job": _ref("Job")}})},
+                    **_errors(400, 402, 403, 413, 422)}),
+        },
+        "/v1/voices/{voice_id}": {
+            "get": _op("Get voice", "One of the tenant's profiles, with its consent record and "
+                       "latest clone job.", "Voices", scope="voices:read",
+                       parameters=[VOICE_ID],
+                       responses={"200": {"description": "The profile.",
+                                          "content": _json(_ref("VoiceDetail"))},
+                                  **_errors(403, 404)}),
+            "delete": _op("Delete voice", "Delete the profile, its reference audio and data "
+                          "derived from it; its consent is revoked and live streams using it "
+                          "end.", "Voices", scope="voices:write", parameters=[VOICE_ID],
+                          responses={"204": {"description": "Deleted."}, **_errors(403, 404)}),
+        },
+        "/v1/voices/{voice_id}/revoke": {
+            "post": _op("Revoke voice", "Withdraw the consent: the profile (and any other built "
+                        "on the same consent) is revoked at once, its jobs stop and live streams "
+                        "using it end with an error. Idempotent.", "Voices",
+                        scope="voices:write", parameters=[VOICE_ID],
+                        responses={"200": {"description": "The revoked profile.",
+                                           "content": _json(_ref("Voice"))},
+                                   **_errors(403, 404)}),
+        },
+    }
+
+
+def _jobs_paths() -> dict[str, Schema]:
+    return {
+        "/v1/jobs": {
+            "get": _op("List jobs", "The tenant's recent jobs, newest first (at most 100).",
+                       "Jobs", scope="voices:read",
+                       responses={"200": {"description": "The jobs.", "content": _json({
+                           "type": "object", "properties": {"jobs": {
+                               "type": "array", "items": _ref("Job")}}})},
+                           **_errors(403)}),
+        },
+        "/v1/jobs/{job_id}": {
+            "get": _op("Get job", "Status, progress (0..1), error and result of a job. Needs "
+                       "`voices:read` for clone jobs and `tts` for synthesis jobs.", "Jobs",
+                       parameters=[JOB_ID],
+                       responses={"200": {"description": "The job.",
+                                          "content": _json(_ref("Job"))},
+                                  **_errors(403, 404)}),
+        },
+        "/v1/jobs/{job_id}/audio": {
+            "get": _op("Download job audio", "The audio of a succeeded synthesis job, as a file "
+                       "download in the format it was requested in.", "Jobs", scope="tts",
+                       parameters=[JOB_ID],
+                       responses={"200": {"description": "The audio file.", "content": {
+                           t: {"schema": {"type": "string", "format": "binary"}} for t in
+                           ("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg")}},
+                           **_errors(403, 404, 409)}),
+        },
+        "/v1/synthesize": {
+            "post": _op("Synthesize", "Long text (audiobook length) as an asynchronous job. The "
+                        "month's characters are checked against the whole text before the job "
+                        "starts and metered as it is spoken. The job runs at lower priority than "
+                        "live streams.", "Synthesis", scope="tts",
+                        body={"required": True, "content": _json(
+                            _ref("SynthesisRequest"),
+                            {"text": "Chapter one. It was a bright cold day in April.",
+                             "voice": "piper:joe", "format": "wav"})},
+                        responses={
+                            "202": {"description": "Accepted: the job.",
+                                    "headers": {"Location": {"schema": {"type": "string"}}},
+                                    "content": _json({"type": "object", "properties": {
+                                        "job": _ref("Job")}})},
+                            **_errors(400, 402, 403, 404, 409, 413)}),
+        },
+        "/v1/usage": {
+            "get": _op("Get usage", "This month's usage, recent months, the tier's limits and "
+                       "what remains of them.", "Account",
+                       responses={"200": {"description": "Usage.",
+                                          "content": _json(_ref("Usage"))}}),
+        },
+    }
+
+
+def _platform_paths() -> dict[str, Schema]:
+    stream_params = [
+        {"name": "voice", "in": "query", "schema": {"type": "string", "default": "piper:joe"},
+         "description": "Default voice of new contexts: a stock voice or one of your ready "
+                        "profiles."},
+        {"name": "format", "in": "query", "schema": {"enum": ["pcm_s16le"],
+                                                     "default": "pcm_s16le"}},
+        {"name": "sample_rate", "in": "query", "schema": {
+            "enum": [8000, 16000, 22050, 24000, 44100, 48000], "default": 24000}},
+        {"name": "speed", "in": "query", "schema": {"type": "number", "minimum": 0.5,
+                                                    "maximum": 2.0, "default": 1.0}},
+        {"name": "token", "in": "query", "schema": {"type": "string"},
+         "description": "API key or token, for browsers that cannot set headers."},
+    ]
+    return {
+        "/v1/tokens": {
+            "post": _op("Create token", "A short-lived JWT for a browser to open a WebSocket "
+                        "with (`?token=`). It never outlives the caller's own token and may "
+                        "only narrow its scopes.", "Auth",
+                        body={"required": False, "content": _json(_ref("TokenRequest"),
+                                                                  {"ttl_s": 300,
+                                                                   "scopes": ["tts"]})},
+                        responses={"200": {"description": "The token.",
+                                           "content": _json(_ref("Token"))},
+                                   **_errors(400, 403)}),
+        },
+        "/v1/stream": {
+            "get": _op("Open stream", "WebSocket upgrade to the native streaming protocol "
+                       "(docs/protocol.md): JSON text messages `text`, `flush`, "
+                       "`close_context`, `cancel`, `config`, `report` in; `ready`, "
+                       "`context_started`, `alignment`, `context_done`, `error` and binary "
+                       "audio frames (kind 0x01, context id, sequence number, PCM) out. Errors "
+                       "that end the session close the socket with 4xxx codes (4401 "
+                       "unauthorized, 4402 quota, 4429 too many streams, 4400 bad request); "
+                       "revoking the voice in use ends its contexts with an error.", "Streaming",
+                       scope="tts", parameters=stream_params,
+                       responses={"101": {"description": "Switching to the WebSocket "
+                                                         "protocol."},
+                                  **_errors(400)}),
+        },
+        "/healthz": {"get": _op("Health", "The process is up (answers at once, also while "
+                                "engines load).", "Operations", public=True,
+                                responses={"200": {"description": "Up.", "content": _json(
+                                    {"type": "object"}, {"status": "ok"})}})},
+        "/readyz": {"get": _op("Readiness", "Every engine is loaded and warmed up.",
+                               "Operations", public=True,
+                               responses={"200": {"description": "Ready.", "content": _json(
+                                   {"type": "object"}, {"ready": True,
+                                                        "engines": {"piper": True}})},
+                                   "503": {"description": "Not ready yet (or an engine "
+                                                          "failed)."}})},
+        "/metrics": {"get": _op("Metrics", "Prometheus metrics.", "Operations", public=True,
+                                responses={"200": {"description": "Prometheus text format.",
+                                                   "content": {"text/plain": {
+                                                       "schema": {"type": "string"}}}}})},
+        "/demo/token": {"get": _op("Demo token", "The demo tenant's key, for visitors of the "
+                                   "demo page on the server's own machine (loopback) only.",
+                                   "Operations", public=True,
+                                   responses={"200": {"description": "The key.",
+                                                      "content": _json({"type": "object"})},
+                                              **_errors(401)})},
+        "/openapi.json": {"get": _op("OpenAPI document", "This document.", "Operations",
+                                     public=True,
+                                     responses={"200": {"description": "OpenAPI 3.1.",
+                                                        "content": _json({"type": "object"})}})},
+        "/docs": {"get": _op("API docs page", "This document, rendered (no external "
+                             "resources).", "Operations", public=True,
+                             responses={"200": {"description": "HTML.", "content": {
+                                 "text/html": {"schema": {"type": "string"}}}}})},
+    }
+
+
+@functools.cache
+def _document() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Timbre API", "version": "1",
+            "description": "Real-time streaming text-to-speech with voice profiles. Authenticate "
+                           "with `Authorization: Bearer <API key or token>`. Every error is "
+                           "`{\"error\": {\"code\", \"message\"}}`. Ids of other tenants answer "
+                           "404 like unknown ids.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"token": []}],
+        "tags": [{"name": t} for t in ("Voices", "Jobs", "Synthesis", "Account", "Auth",
+                                       "Streaming", "Operations")],
+        "paths": {**_voices_paths(), **_jobs_paths(), **_platform_paths()},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key (tk_...) or a JWT."},
+                "token": {"type": "apiKey", "in": "query", "name": "token",
+                          "description": "The same credential as a query parameter (WebSocket "
+                                         "from a browser)."}}},
+    }
+
+
+def openapi_document() -> Schema:
+    """The document (a fresh copy: callers may modify it)."""
+    return copy.deepcopy(_document())
+
+
+@functools.cache
+def docs_page() -> str:
+    """``web/docs.html`` (read once)."""
+    return (WEB_DIR / "docs.html").read_text(encoding="utf-8")

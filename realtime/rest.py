@@ -1,0 +1,504 @@
+"""The REST API: voice profiles, jobs, long-text synthesis, usage, and the API's own description.
+
+Handlers stay thin: they read the request, call ``VoiceService`` / ``SynthesisService`` (which hold
+every rule), and serialise the answer. Every error is ``{"error": {"code", "message"}}`` with the
+HTTP status of its ``TimbreError`` class; an unexpected exception is logged and answered as a 500
+``internal_error`` without details. Every lookup is scoped to the caller's tenant (``PRINCIPAL``,
+set by the auth middleware), so another tenant's ids answer 404 exactly like unknown ones.
+
+Routes (``add_routes``)::
+
+    POST   /v1/voices                 multipart upload -> 202 {voice, job}       voices:write
+    GET    /v1/voices                 stock voices + the tenant's profiles         voices:read
+    GET    /v1/voices/{voice_id}      one profile, its consent and clone job       voices:read
+    DELETE /v1/voices/{voice_id}      -> 204                                       voices:write
+    POST   /v1/voices/{voice_id}/revoke                                            voices:write
+    GET    /v1/jobs                   the tenant's recent jobs                     voices:read
+    GET    /v1/jobs/{job_id}          status, progress, error, result   voices:read (clone) / tts
+    GET    /v1/jobs/{job_id}/audio    a finished synthesis job's audio             tts
+    POST   /v1/synthesize             {text, voice, format?, speed?} -> 202 {job}  tts
+    GET    /v1/usage                  this month, history, tier limits, remaining  (any)
+    GET    /openapi.json, /docs       public
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from realtime.appkeys import (
+    CATALOG,
+    CONFIG,
+    LIMITER,
+    LIVE,
+    METRICS,
+    PRINCIPAL,
+    PROFILES,
+    STORES,
+    SYNTHESIS,
+    TENANTS,
+    VOICE_SERVICE,
+)
+from realtime.openapi import docs_page, openapi_document
+from session.authn import Scope
+from session.errors import BadRequest, TextTooLong, TimbreError
+from session.files import TenantFiles
+from session.ids import TenantId, VoiceId
+from session.jobs import JobRunner, JobsConfig
+from session.reference_audio import FileTooLarge, ReferenceChecks
+from session.store.consents import ConsentRecord
+from session.store.jobs import Job, JobKind
+from session.store.usage import Usage
+from session.store.voices import VoiceProfile
+from session.synthesis import SynthesisConfig, SynthesisRequest, SynthesisService
+from session.tiers import Tier
+from session.voice_service import (
+    MAX_REFERENCE_FILES,
+    ConsentForm,
+    ConsentRequired,
+    NewVoice,
+    ReferenceUpload,
+    VoiceService,
+    speaking_voice,
+)
+
+log = logging.getLogger(__name__)
+
+
+PUBLIC_PATHS = ("/openapi.json", "/docs")
+"""Served without credentials (the auth middleware lets them through)."""
+READ_CHUNK_BYTES = 64 * 1024
+MAX_TEXT_FIELD_BYTES = 16 * 1024
+FORM_OVERHEAD_BYTES = 256 * 1024
+"""Allowance for multipart headers and text fields on top of the audio bytes limit."""
+USAGE_HISTORY_MONTHS = 12
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: TimbreError) -> web.Response:
+    return web.json_response({"error": {"code": err.code, "message": err.message}},
+                             status=err.http_status)
+
+
+def api(handler: Handler) -> Handler:
+    """Answer TimbreErrors as JSON errors; anything else is logged and becomes a bare 500."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except TimbreError as err:
+            _count(request, err.code)
+            return error_response(err)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            _count(request, "internal_error")
+            return web.json_response(
+                {"error": {"code": "internal_error", "message": "the server failed to answer "
+                                                                "this request; it was logged"}},
+                status=500)
+
+    return wrapped
+
+
+def _count(request: web.Request, code: str) -> None:
+    if METRICS in request.app:
+        request.app[METRICS].errors.labels(code).inc()
+
+
+# -- the voice upload form (parsed from parts, no I/O) ---------------------------------------------
+
+TEXT_FIELDS = frozenset({"name", "transcript", "consent_owner_name", "consent_statement",
+                         "consent_accepted", "consent_purpose", "consent_expires_at"})
+TRUE_VALUES = frozenset({"true", "yes", "on", "1"})
+FALSE_VALUES = frozenset({"false", "no", "off", "0", ""})
+
+
+@dataclass
+class VoiceFormParts:
+    """What the multipart body held: text fields (each name once, except ``transcript``) and the
+    ``file`` parts in order."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    transcripts: list[str] = field(default_factory=list)
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def add_text(self, name: str, value: str) -> None:
+        if name not in TEXT_FIELDS:
+            known = ", ".join(sorted(TEXT_FIELDS | {"file"}))
+            raise BadRequest(f"unknown form field {name!r}; known: {known}")
+        if name == "transcript":
+            if len(self.transcripts) == MAX_REFERENCE_FILES:
+                raise BadRequest(f"at most {MAX_REFERENCE_FILES} transcripts")
+            self.transcripts.append(value)
+        elif name in self.fields:
+            raise BadRequest(f"form field {name!r} was sent twice")
+        else:
+            self.fields[name] = value
+
+    def to_new_voice(self) -> NewVoice:
+        """The form as a ``NewVoice``; the i-th ``transcript`` belongs to the i-th ``file``.
+        Raises BadRequest or ConsentRequired for values that cannot be read."""
+        if len(self.transcripts) > len(self.files):
+            raise BadRequest("more 'transcript' fields than 'file' parts; the i-th transcript "
+                             "belongs to the i-th file")
+        uploads = tuple(
+            ReferenceUpload(name, data, self.transcripts[i] if i < len(self.transcripts) else None)
+            for i, (name, data) in enumerate(self.files))
+        consent = ConsentForm(
+            owner_name=self.fields.get("consent_owner_name", ""),
+            statement=self.fields.get("consent_statement", ""),
+            accepted=parse_flag(self.fields.get("consent_accepted", ""), "consent_accepted"),
+            purpose=self.fields.get("consent_purpose", ""),
+            expires_at=parse_expiry(self.fields.get("consent_expires_at")))
+        return NewVoice(self.fields.get("name", ""), uploads, consent)
+
+
+def parse_flag(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in TRUE_VALUES:
+        return True
+    if lowered in FALSE_VALUES:
+        return False
+    raise BadRequest(f"{name!r} must be true or false, not {value!r}")
+
+
+def parse_expiry(value: str | None) -> datetime | None:
+    """An ISO date (valid through that day, UTC) or date-time (UTC when no offset is given)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConsentRequired(f"consent_expires_at must be an ISO date (2027-01-31) or date-time, "
+                              f"not {value!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+async def read_voice_form(request: web.Request, max_audio_bytes: int) -> VoiceFormParts:
+    """Read the multipart body, counting bytes as they arrive: more than ``max_audio_bytes`` of
+    files is refused (413 ``file_too_large``) without reading the rest."""
+    limit = max_audio_bytes + FORM_OVERHEAD_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise FileTooLarge(f"the upload is {request.content_length} bytes; the limit is "
+                           f"{max_audio_bytes} bytes of audio")
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("send the voice as multipart/form-data")
+    try:
+        reader = await request.multipart()
+        return await _read_parts(reader, max_audio_bytes)
+    except (AssertionError, ValueError, HttpProcessingError) as exc:  # the body's framing
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
+async def _read_parts(reader: MultipartReader, max_audio_bytes: int) -> VoiceFormParts:
+    parts = VoiceFormParts()
+    audio_bytes = 0
+    while True:
+        part = await reader.next()
+        if part is None:
+            return parts
+        if not isinstance(part, BodyPartReader) or not part.name:
+            raise BadRequest("every part of the form needs a name (nested multipart is not "
+                             "accepted)")
+        if part.name == "file":
+            if len(parts.files) == MAX_REFERENCE_FILES:
+                raise BadRequest(f"at most {MAX_REFERENCE_FILES} reference files per voice")
+            data, audio_bytes = await _read_part(part, max_audio_bytes - audio_bytes, audio_bytes)
+            parts.files.append((part.filename or f"file-{len(parts.files)}", data))
+        else:
+            parts.add_text(part.name, await _read_text(part))
+
+
+async def _read_part(part: BodyPartReader, allowance: int, so_far: int) -> tuple[bytes, int]:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > allowance:
+            raise FileTooLarge(f"the uploaded audio is larger than the limit of "
+                               f"{so_far + allowance} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks), so_far + size
+
+
+async def _read_text(part: BodyPartReader) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_TEXT_FIELD_BYTES:
+            raise BadRequest(f"form field {part.name!r} is longer than {MAX_TEXT_FIELD_BYTES} "
+                             "bytes")
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"form field {part.name!r} is not UTF-8 text") from None
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """The JSON body, read with its own size limit (long texts exceed the app's default)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise TextTooLong(f"the body is larger than {max_bytes} bytes")
+    body = bytearray()
+    while chunk := await request.content.read(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > max_bytes:
+            raise TextTooLong(f"the body is larger than {max_bytes} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+
+
+# -- serialisation ---------------------------------------------------------------------------------
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def stock_voice_json(voice_id: str) -> dict[str, Any]:
+    engine, _, name = voice_id.partition(":")
+    return {"voice_id": voice_id, "kind": "stock", "name": name, "engine": engine,
+            "status": "ready"}
+
+
+def voice_json(profile: VoiceProfile) -> dict[str, Any]:
+    similarity = profile.engine_params.get("base_similarity")
+    return {
+        "voice_id": profile.voice_id, "kind": "profile", "name": profile.name,
+        "status": profile.status.value, "error": profile.error,
+        "base_voice": speaking_voice(profile),
+        "base_similarity": similarity if isinstance(similarity, int | float) else None,
+        "reference_files": len(profile.reference_files), "consent_id": profile.consent_id,
+        "created_at": _time(profile.created_at), "updated_at": _time(profile.updated_at),
+    }
+
+
+def consent_json(consent: ConsentRecord) -> dict[str, Any]:
+    return {"consent_id": consent.consent_id, "owner_name": consent.owner_name,
+            "statement": consent.statement, "purpose": consent.purpose,
+            "expires_at": _time(consent.expires_at), "uploaded_by": consent.uploaded_by,
+            "created_at": _time(consent.created_at), "revoked_at": _time(consent.revoked_at)}
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id, "kind": job.kind.value, "status": job.status.value,
+        "progress": round(job.progress, 4), "subject": job.subject,
+        "error": None if job.error is None else {"code": job.error.code,
+                                                 "message": job.error.message},
+        "result": None if job.result is None else dict(job.result),
+        "created_at": _time(job.created_at), "updated_at": _time(job.updated_at),
+        "expires_at": _time(job.expires_at),
+    }
+
+
+def tier_json(tier: Tier) -> dict[str, Any]:
+    return {"name": tier.name, "characters_per_month": tier.characters_per_month,
+            "max_profiles": tier.max_profiles,
+            "max_concurrent_streams": tier.max_concurrent_streams,
+            "output_formats": None if tier.output_formats is None else list(tier.output_formats)}
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {"month": usage.month, "characters": usage.characters,
+            "audio_s": round(usage.audio_s, 3), "requests": usage.requests}
+
+
+def _accepted(body: Mapping[str, Any], location: str) -> web.Response:
+    return web.json_response(body, status=202, headers={"Location": location})
+
+
+# -- handlers ----------------------------------------------------------------------------------------
+
+
+@api
+async def create_voice(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.VOICES_WRITE)
+    service = request.app[VOICE_SERVICE]
+    parts = await read_voice_form(request, service.checks.max_upload_bytes)
+    profile, job = await service.create(principal, parts.to_new_voice())
+    return _accepted({"voice": voice_json(profile), "job": job_json(job)},
+                     f"/v1/jobs/{job.job_id}")
+
+
+@api
+async def list_voices(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.VOICES_READ)
+    profiles = await request.app[VOICE_SERVICE].list(principal.tenant)
+    stock = [stock_voice_json(v) for v in request.app[CATALOG].voice_ids()]
+    return web.json_response({"voices": stock + [voice_json(p) for p in profiles]})
+
+
+@api
+async def get_voice(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.VOICES_READ)
+    service = request.app[VOICE_SERVICE]
+    profile = await service.get(principal.tenant, request.match_info["voice_id"])
+    consent = await service.consent(profile)
+    job = await service.clone_job(profile)
+    return web.json_response({**voice_json(profile),
+                              "consent": None if consent is None else consent_json(consent),
+                              "job": None if job is None else job_json(job)})
+
+
+@api
+async def delete_voice(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.VOICES_WRITE)
+    await request.app[VOICE_SERVICE].delete(principal, request.match_info["voice_id"])
+    return web.Response(status=204)
+
+
+@api
+async def revoke_voice(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.VOICES_WRITE)
+    profile = await request.app[VOICE_SERVICE].revoke(principal, request.match_info["voice_id"])
+    return web.json_response(voice_json(profile))
+
+
+@api
+async def list_jobs(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.VOICES_READ)
+    jobs = await request.app[STORES].jobs.list(principal.tenant)
+    return web.json_response({"jobs": [job_json(job) for job in jobs]})
+
+
+@api
+async def get_job(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    job = await request.app[SYNTHESIS].job(principal.tenant, request.match_info["job_id"])
+    principal.require(Scope.VOICES_READ if job.kind is JobKind.CLONE else Scope.TTS)
+    return web.json_response(job_json(job))
+
+
+@api
+async def job_audio(request: web.Request) -> web.StreamResponse:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.TTS)
+    path, media_type = await request.app[SYNTHESIS].result_file(principal.tenant,
+                                                                request.match_info["job_id"])
+    return web.FileResponse(path, headers={
+        "Content-Type": media_type, "Cache-Control": "private, no-store",
+        "Content-Disposition": f'attachment; filename="{path.name}"'})
+
+
+@api
+async def synthesize(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    principal.require(Scope.TTS)
+    service = request.app[SYNTHESIS]
+    body = await read_json(request, service.config.max_text_chars * 6 + 4096)
+    job = await service.submit(principal, SynthesisRequest.from_json(body))
+    return _accepted({"job": job_json(job)}, f"/v1/jobs/{job.job_id}")
+
+
+@api
+async def usage(request: web.Request) -> web.Response:
+    tenant = request[PRINCIPAL].tenant
+    stores = request.app[STORES]
+    tier = (await request.app[TENANTS].account(tenant)).tier
+    month = await stores.usage.get(tenant)
+    history = await stores.usage.history(tenant, USAGE_HISTORY_MONTHS)
+    profiles = await stores.voices.count(tenant)
+    streams = await request.app[LIMITER].active(tenant)
+    characters_left = (None if tier.characters_per_month is None
+                       else max(0, tier.characters_per_month - month.characters))
+    return web.json_response({
+        "tenant": tenant, "tier": tier_json(tier), "month": usage_json(month),
+        "history": [usage_json(u) for u in history],
+        "profiles": profiles, "streams": streams,
+        "remaining": {
+            "characters": characters_left,
+            "profiles": None if tier.max_profiles is None else max(0, tier.max_profiles - profiles),
+            "streams": max(0, tier.max_concurrent_streams - streams),
+        },
+    })
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(), headers={"Cache-Control": "no-cache"})
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=docs_page(), content_type="text/html", headers={
+        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
+        "Cache-Control": "no-cache"})
+
+
+async def rest_services(app: web.Application, *, jobs: JobsConfig | None = None,
+                        synthesis: SynthesisConfig | None = None,
+                        reference: ReferenceChecks | None = None) -> AsyncIterator[None]:
+    """Cleanup context that builds what the REST API needs (``VOICE_SERVICE``, ``SYNTHESIS``, the
+    job runner) from ``STORES``, ``TENANTS``, ``CATALOG``, ``PROFILES`` and ``LIVE``; append it
+    after the tenancy and engine contexts (``functools.partial`` passes the configs). At start it
+    fails jobs a previous process left unfinished; at shutdown running jobs are failed as
+    ``interrupted`` before the engines stop."""
+    stores, tenants = app[STORES], app[TENANTS]
+    files = TenantFiles(app[CONFIG].server.data_dir)
+    runner = JobRunner(stores.jobs, jobs)
+
+    async def on_revoked(tenant: TenantId, voice_id: VoiceId) -> None:
+        app[PROFILES].forget(tenant, voice_id)
+        app[LIVE].end_all(tenant, voice_id, "the voice was revoked or deleted")
+
+    voices = VoiceService(stores=stores, tenants=tenants, catalog=app[CATALOG], files=files,
+                          runner=runner, checks=reference, on_revoked=on_revoked)
+    service = SynthesisService(jobs=stores.jobs, tenants=tenants, voices=voices, files=files,
+                               runner=runner, config=synthesis,
+                               segmenter=app[CONFIG].session.segmenter)
+    app[VOICE_SERVICE] = voices
+    app[SYNTHESIS] = service
+    await runner.recover()
+    service.start_sweeper()
+    yield
+    await runner.close()
+    await service.close()
+
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("POST", "/v1/voices", create_voice),
+    ("GET", "/v1/voices", list_voices),
+    ("GET", "/v1/voices/{voice_id}", get_voice),
+    ("DELETE", "/v1/voices/{voice_id}", delete_voice),
+    ("POST", "/v1/voices/{voice_id}/revoke", revoke_voice),
+    ("GET", "/v1/jobs", list_jobs),
+    ("GET", "/v1/jobs/{job_id}", get_job),
+    ("GET", "/v1/jobs/{job_id}/audio", job_audio),
+    ("POST", "/v1/synthesize", synthesize),
+    ("GET", "/v1/usage", usage),
+    ("GET", "/openapi.json", openapi_json),
+    ("GET", "/docs", docs),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the REST API (``ROUTES``). The app must hold ``VOICE_SERVICE`` and ``SYNTHESIS``
+    (see ``rest_services``) besides ``STORES``, ``TENANTS``, ``LIMITER`` and ``CATALOG``, and its
+    auth middleware must let ``PUBLIC_PATHS`` through. ``GET /v1/voices`` replaces the app's
+    stock-only listing."""
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)

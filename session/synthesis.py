@@ -1,0 +1,500 @@
+"""Long-text synthesis as an asynchronous job (``POST /v1/synthesize``): audiobook-length text in,
+a downloadable audio file out.
+
+``SynthesisService.submit`` checks everything a client can get wrong before any job exists (text
+length, format, speed, the voice, the tier's output formats, and the month's characters against the
+whole text: ``check_characters(..., requested=len(text))``), then creates a ``synthesize`` job. The
+job:
+
+1. segments the text (``session.segment.split_units``) and normalises each unit
+   (``session.normalize``), off the event loop;
+2. speaks the units on an *offline* scheduler stream (``Scheduler.open_stream(offline=True)``): no
+   deadline, only ticks that no live stream needs, so a long job never delays real-time audio. At
+   most ``units_in_flight`` units are queued in the scheduler at a time (its inbox is bounded, and
+   a cancelled job then drops little work);
+3. writes the audio as it arrives (engine rate, mono, 16-bit where the format has samples) to a
+   hidden temporary file, published under ``DATA_DIR/tenants/<tenant>/jobs/<job_id>.<format>``
+   only when complete;
+4. reports progress as units done / units, and meters the characters it spoke (``meter``) once,
+   when it ends, whatever the outcome.
+
+A unit the engine finds nothing to speak in (punctuation only) is skipped and counted in the result;
+any other unit failure fails the job with that unit's error code.
+
+Result: ``{"audio_url", "duration_s", "format", "characters", "sample_rate_hz", "voice",
+"skipped_units"}``. Results live as long as their job (``JobStore`` TTL); ``sweep`` removes files
+whose job has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import numpy as np
+import soundfile
+
+from inference.engine import FloatAudio, SynthesisUnit
+from inference.scheduler import (
+    Refusal,
+    Scheduler,
+    SchedulerStopped,
+    StreamEvent,
+    StreamFinished,
+    StreamId,
+    UnitAudio,
+    UnitFailed,
+)
+from session.authn import Principal
+from session.errors import (
+    BadFormat,
+    BadRequest,
+    ServerBusy,
+    SynthesisFailed,
+    TextTooLong,
+    TimbreError,
+)
+from session.files import TenantFiles, is_job_id
+from session.ids import JobId, TenantId
+from session.jobs import JobContext, JobRunner
+from session.limits import check_characters, check_output_format
+from session.normalize import normalize
+from session.segment import SegmenterConfig, split_units
+from session.store.jobs import Job, JobError, JobKind, JobStatus, JobStore
+from session.tenancy import TenantDirectory
+from session.voices import ResolvedVoice
+
+log = logging.getLogger(__name__)
+
+# format -> (soundfile major format, subtype, media type)
+AUDIO_FORMATS: Mapping[str, tuple[str, str, str]] = {
+    "wav": ("WAV", "PCM_16", "audio/wav"),
+    "flac": ("FLAC", "PCM_16", "audio/flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg"),
+    "ogg": ("OGG", "VORBIS", "audio/ogg"),
+}
+SKIPPABLE_FAILURES = frozenset({"synthesis_failed", "empty_text"})
+"""Unit failure codes that mean "nothing to speak here": the unit is skipped, the job goes on."""
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """``[synthesis]``: limits of ``POST /v1/synthesize``."""
+
+    max_text_chars: int = 200_000
+    formats: tuple[str, ...] = ("wav", "flac", "mp3", "ogg")
+    min_speed: float = 0.5
+    max_speed: float = 2.0
+    units_in_flight: int = 16
+    """Units queued in the scheduler at once per job."""
+    engine_wait_s: float = 120.0
+    """How long a job waits for its engine to finish loading (server start) before failing."""
+    sweep_interval_s: float = 3600.0
+    """How often result files whose job has expired are deleted."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.formats) - set(AUDIO_FORMATS)
+        if unknown:
+            raise ValueError(f"unsupported synthesis formats {sorted(unknown)}; "
+                             f"supported: {sorted(AUDIO_FORMATS)}")
+        if self.max_text_chars < 1 or self.units_in_flight < 1:
+            raise ValueError("max_text_chars and units_in_flight must be at least 1")
+        if not 0 < self.min_speed <= 1.0 <= self.max_speed:
+            raise ValueError("need 0 < min_speed <= 1 <= max_speed")
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+class UnknownJob(TimbreError):
+    """No job with this id for this tenant (another tenant's jobs answer the same)."""
+
+    code = "unknown_job"
+    http_status = 404
+    close_code = None
+
+
+class NoAudio(TimbreError):
+    """The job has no audio to download: not finished, failed, or not a synthesis job."""
+
+    code = "no_audio"
+    http_status = 409
+    close_code = None
+
+
+# -- the request ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    voice: str
+    format: str = "wav"
+    speed: float = 1.0
+
+    @classmethod
+    def from_json(cls, body: object) -> SynthesisRequest:
+        """The parsed JSON body; raises BadRequest naming what is missing or mistyped."""
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object")
+        unknown = sorted(set(body) - {"text", "voice", "format", "speed"})
+        if unknown:
+            raise BadRequest(f"unknown fields {unknown}; known: text, voice, format, speed")
+        text, voice = body.get("text"), body.get("voice")
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("'text' must be a non-empty string")
+        if not isinstance(voice, str) or not voice:
+            raise BadRequest("'voice' must be a voice id (a stock voice such as 'piper:joe', or "
+                             "one of your profiles)")
+        audio_format = body.get("format", "wav")
+        if not isinstance(audio_format, str):
+            raise BadRequest("'format' must be a string")
+        speed = body.get("speed", 1.0)
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not math.isfinite(speed):
+            raise BadRequest("'speed' must be a number")
+        return cls(text, voice, audio_format, float(speed))
+
+
+class VoiceResolver(Protocol):
+    """Who turns a voice id into the scheduler and engine voice that speak it (``VoiceService``)."""
+
+    async def resolve(self, tenant: TenantId, voice: str) -> ResolvedVoice:
+        """Raises UnknownVoice (404, also for another tenant's profile), or a refusal for a
+        profile that cannot speak (not ready, revoked, consent expired)."""
+
+    async def record_use(self, tenant: TenantId, voice_id: str, actor: str,
+                         details: Mapping[str, Any]) -> None:
+        """Audit one use of a voice profile (no-op for stock voices)."""
+
+
+# -- speaking units on an offline stream -------------------------------------------------------------
+
+
+class OfflineStream:
+    """One offline scheduler stream driven from the event loop. Use as an async context manager;
+    leaving it early (an exception, a cancelled task) cancels the stream's remaining work.
+
+    Events reach the loop with ``call_soon_threadsafe``; ``speak`` yields them in unit order."""
+
+    def __init__(self, scheduler: Scheduler, *, units_in_flight: int = 16) -> None:
+        self._scheduler = scheduler
+        self._window = units_in_flight
+        self._events: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self._stream_id: StreamId | None = None
+        self._finished = False
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+
+        def sink(event: StreamEvent) -> None:  # the model thread
+            try:
+                loop.call_soon_threadsafe(self._events.put_nowait, event)
+            except RuntimeError:  # the loop is closed: the job is gone already
+                pass
+
+        opened = self._scheduler.open_stream(sink, offline=True)
+        if isinstance(opened, Refusal):
+            raise ServerBusy(opened.message)
+        self._stream_id = opened
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._stream_id is not None and not self._finished:
+            try:
+                self._scheduler.cancel(self._stream_id)
+            except SchedulerStopped:
+                pass  # shutting down: the stream is gone with its scheduler
+
+    async def speak(self, units: Sequence[SynthesisUnit],
+                    on_event: Callable[[int, UnitAudio | UnitFailed], Awaitable[None]]) -> None:
+        """Speak ``units`` in order, calling ``on_event(index, event)`` for each audio chunk and
+        unit failure as it arrives; returns after the last unit. An exception from ``on_event``
+        ends the stream (leaving the context manager cancels it)."""
+        assert self._stream_id is not None, "use OfflineStream as an async context manager"
+        stream_id = self._stream_id
+        submitted = 0
+
+        def top_up(done: int) -> None:
+            nonlocal submitted
+            while submitted < len(units) and submitted - done < self._window:
+                self._scheduler.submit(stream_id, units[submitted])
+                submitted += 1
+                if submitted == len(units):
+                    self._scheduler.end_stream(stream_id)
+
+        if not units:
+            self._scheduler.end_stream(stream_id)
+        top_up(0)
+        while True:
+            event = await self._events.get()
+            if isinstance(event, StreamFinished):
+                self._finished = True
+                return
+            await on_event(event.unit_index, event)
+            if isinstance(event, UnitFailed) or event.unit_finished:
+                top_up(event.unit_index + 1)
+
+
+async def wait_until_ready(scheduler: Scheduler, timeout_s: float) -> None:
+    """Until the scheduler's engine is loaded; ServerBusy when it failed or takes too long."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not scheduler.ready.is_set():
+        if scheduler.failed is not None or loop.time() >= deadline:
+            raise ServerBusy(f"the {scheduler.engine.name} engine is not available")
+        await asyncio.sleep(0.1)
+
+
+# -- text to units ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    text: str
+    """Normalised text to speak."""
+    characters: int
+    """Characters of the request text this unit accounts for (metered when it is spoken); the
+    units of a text add up to ``len(text)``."""
+
+
+def plan_units(text: str, config: SegmenterConfig | None = None) -> list[PlannedUnit]:
+    """Segment and normalise ``text``. Units with nothing to pronounce after normalising keep
+    their characters (so the total stays ``len(text)``) but empty text; they are never sent to
+    the engine."""
+    pieces = split_units(text, config)
+    counts = [len(piece) for piece in pieces]
+    if counts:
+        counts[-1] += len(text) - sum(counts)  # whitespace between units
+    return [PlannedUnit(_speakable(normalize(piece)), count)
+            for piece, count in zip(pieces, counts, strict=True)]
+
+
+def _speakable(text: str) -> str:
+    return text if any(ch.isalnum() for ch in text) else ""
+
+
+# -- writing audio ------------------------------------------------------------------------------------
+
+
+class AudioFileWriter:
+    """Mono float audio appended to an audio file of one ``AUDIO_FORMATS`` format. Blocking: call
+    from a worker thread."""
+
+    def __init__(self, path: Path, audio_format: str, sample_rate_hz: int) -> None:
+        major, subtype, _ = AUDIO_FORMATS[audio_format]
+        self._file = soundfile.SoundFile(path, "w", samplerate=sample_rate_hz, channels=1,
+                                         format=major, subtype=subtype)
+        self.samples = 0
+
+    def write(self, audio: FloatAudio) -> None:
+        if len(audio):
+            self._file.write(np.clip(audio, -1.0, 1.0).astype(np.float32))
+            self.samples += len(audio)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    units_done: int = 0
+    skipped: int = 0
+    characters: int = 0
+    samples: int = 0
+    pending_audio: list[FloatAudio] = field(default_factory=list)
+
+
+class SynthesisService:
+    """``POST /v1/synthesize`` and its jobs. One per app."""
+
+    def __init__(self, *, jobs: JobStore, tenants: TenantDirectory, voices: VoiceResolver,
+                 files: TenantFiles, runner: JobRunner, config: SynthesisConfig | None = None,
+                 segmenter: SegmenterConfig | None = None) -> None:
+        self._jobs = jobs
+        self._tenants = tenants
+        self._voices = voices
+        self._files = files
+        self._runner = runner
+        self.config = config or SynthesisConfig()
+        self._segmenter = segmenter
+        self._sweeper: asyncio.Task[None] | None = None
+        runner.on_failure(JobKind.SYNTHESIZE, self._job_failed)
+
+    async def submit(self, principal: Principal, request: SynthesisRequest) -> Job:
+        """Check the request and start its job (queued). Raises TextTooLong (413), BadFormat,
+        BadRequest (speed), FormatNotAllowed (403), UnknownVoice (404), a voice refusal, or
+        QuotaExceeded (402) when the text needs more characters than the month has left."""
+        tenant = principal.tenant
+        config = self.config
+        if len(request.text) > config.max_text_chars:
+            raise TextTooLong(f"the text has {len(request.text)} characters; at most "
+                              f"{config.max_text_chars} per request")
+        if request.format not in config.formats:
+            raise BadFormat(f"format {request.format!r} is not offered; choose one of "
+                            f"{', '.join(config.formats)}")
+        if not config.min_speed <= request.speed <= config.max_speed:
+            raise BadRequest(f"speed must be between {config.min_speed} and {config.max_speed}")
+        account = await self._tenants.account(tenant)
+        check_output_format(account.tier, request.format)
+        voice = await self._voices.resolve(tenant, request.voice)
+        check_characters(account.tier, account.usage, requested=len(request.text))
+        job = await self._jobs.create(tenant, JobKind.SYNTHESIZE, subject=voice.voice_id)
+        await self._voices.record_use(tenant, voice.voice_id, principal.key_id,
+                                      {"via": "synthesize", "job_id": job.job_id,
+                                       "characters": len(request.text)})
+
+        async def work(context: JobContext) -> Mapping[str, Any]:
+            return await self._run(context, tenant, request, voice)
+
+        self._runner.submit(job, work)
+        return job
+
+    async def job(self, tenant: TenantId, job_id: str) -> Job:
+        """The tenant's job; UnknownJob for a malformed id, another tenant's, or an expired one."""
+        job = await self._jobs.get(tenant, JobId(job_id)) if is_job_id(job_id) else None
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r}")
+        return job
+
+    async def result_file(self, tenant: TenantId, job_id: str) -> tuple[Path, str]:
+        """The audio file of the tenant's finished synthesis job and its media type. Raises
+        UnknownJob, or NoAudio while it runs, when it failed, or for a clone job."""
+        job = await self.job(tenant, job_id)
+        if job.kind is not JobKind.SYNTHESIZE:
+            raise NoAudio(f"job {job_id} is a {job.kind.value} job; it has no audio")
+        if job.status is not JobStatus.SUCCEEDED or job.result is None:
+            raise NoAudio(f"job {job_id} is {job.status.value}; its audio exists once it "
+                          "has succeeded")
+        audio_format = str(job.result.get("format"))
+        if audio_format not in AUDIO_FORMATS:
+            raise NoAudio(f"job {job_id} has no audio")
+        path = self._files.job_path(tenant, job.job_id, audio_format)
+        if not path.is_file():
+            raise NoAudio(f"the audio of job {job_id} is no longer stored")
+        return path, AUDIO_FORMATS[audio_format][2]
+
+    # -- the job -----------------------------------------------------------------------------------
+
+    async def _run(self, context: JobContext, tenant: TenantId, request: SynthesisRequest,
+                   voice: ResolvedVoice) -> Mapping[str, Any]:
+        units = await context.run_blocking(plan_units, request.text, self._segmenter)
+        scheduler = voice.scheduler
+        await wait_until_ready(scheduler, self.config.engine_wait_s)
+        rate = scheduler.engine.sample_rate_hz
+        target = self._files.job_path(tenant, context.job_id, request.format)
+        temporary = await context.run_blocking(self._files.temporary_path, target)
+        progress = _Progress()
+        try:
+            writer = await context.run_blocking(AudioFileWriter, temporary, request.format, rate)
+            try:
+                await self._speak(context, units, voice, request.speed, writer, progress)
+            finally:
+                await context.run_blocking(writer.close)
+            if progress.units_done == progress.skipped:
+                raise SynthesisFailed("nothing in the text could be spoken")
+            await context.run_blocking(self._files.publish, temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        finally:
+            await self._meter(tenant, progress, rate)
+        return {
+            "audio_url": f"/v1/jobs/{context.job_id}/audio",
+            "duration_s": round(progress.samples / rate, 3),
+            "format": request.format,
+            "characters": progress.characters,
+            "sample_rate_hz": rate,
+            "voice": voice.voice_id,
+            "skipped_units": progress.skipped,
+        }
+
+    async def _speak(self, context: JobContext, units: Sequence[PlannedUnit],
+                     voice: ResolvedVoice, speed: float, writer: AudioFileWriter,
+                     progress: _Progress) -> None:
+        spoken = [i for i, unit in enumerate(units) if unit.text]
+        progress.skipped = progress.units_done = len(units) - len(spoken)
+        requests = [SynthesisUnit(units[i].text, voice.engine_voice, speed) for i in spoken]
+
+        async def on_event(index: int, event: UnitAudio | UnitFailed) -> None:
+            unit = units[spoken[index]]
+            if isinstance(event, UnitFailed):
+                if event.code not in SKIPPABLE_FAILURES:
+                    raise SynthesisFailed(f"unit {spoken[index]} could not be spoken: "
+                                          f"{event.message}")
+                progress.skipped += 1
+                progress.pending_audio.clear()
+            else:
+                progress.pending_audio.append(event.audio)
+                if not event.unit_finished:
+                    return
+                progress.characters += unit.characters
+            audio = progress.pending_audio
+            progress.pending_audio = []
+            if audio:
+                await context.run_blocking(writer.write, np.concatenate(audio))
+            progress.samples = writer.samples
+            progress.units_done += 1
+            await context.progress(progress.units_done / len(units))
+
+        async with OfflineStream(voice.scheduler,
+                                 units_in_flight=self.config.units_in_flight) as stream:
+            await stream.speak(requests, on_event)
+
+    async def _meter(self, tenant: TenantId, progress: _Progress, rate: int) -> None:
+        try:
+            await self._tenants.meter(tenant, progress.characters, progress.samples / rate)
+        except Exception:
+            log.exception("could not meter %d characters of tenant %s", progress.characters,
+                          tenant)
+
+    # -- result files ------------------------------------------------------------------------------
+
+    async def _job_failed(self, job: Job, error: JobError) -> None:
+        """Failure hook: a failed job keeps no audio, even one interrupted by a crash between
+        publishing its file and finishing."""
+        for audio_format in AUDIO_FORMATS:
+            await self._runner.run_blocking(self._files.remove_job_result, job.tenant,
+                                            job.job_id, audio_format)
+
+    async def sweep(self) -> int:
+        """Delete result files whose job no longer exists (expired), and temporary files a dead
+        process left (untouched for ``sweep_interval_s``); returns how many."""
+        results = await self._runner.run_blocking(lambda: list(self._files.job_results()))
+        removed = await self._runner.run_blocking(self._files.remove_stale_temporaries,
+                                                  self.config.sweep_interval_s)
+        for tenant, job_id, extension in results:
+            if await self._jobs.get(tenant, job_id) is None:
+                removed += await self._runner.run_blocking(
+                    self._files.remove_job_result, tenant, job_id, extension)
+        return removed
+
+    def start_sweeper(self) -> None:
+        """Sweep now and every ``sweep_interval_s`` until ``close``."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
+                                                               name="synthesis-sweeper")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                removed = await self.sweep()
+                if removed:
+                    log.info("removed %d expired synthesis result(s)", removed)
+            except Exception:
+                log.exception("sweeping expired synthesis results failed")
+            await asyncio.sleep(self.config.sweep_interval_s)
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
