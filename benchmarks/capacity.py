@@ -14,46 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+from benchmarks.local_server import free_port, start_server
 from loadtest.plot import plot_run
 from loadtest.runner import LoadTestConfig, execute, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, config: Path | None) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DATA_DIR=str(data_dir), PORT=str(port), HOST="127.0.0.1")
-    if config is not None:
-        env["TIMBRE_CONFIG"] = str(config.resolve())
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/timbre"), "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            sys.exit("server exited during start-up")
-        time.sleep(0.5)
-    proc.kill()
-    sys.exit("server not ready within 120 s")
 
 
 def run_level(url: str, key: str, sessions: int, args: argparse.Namespace, pid: int) -> dict:

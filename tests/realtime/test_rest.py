@@ -22,6 +22,7 @@ import soundfile
 
 from realtime import rest
 from realtime.appkeys import VOICE_SERVICE
+from realtime.client import StreamClient
 from realtime.openapi import openapi_document
 from session.db import Stores, open_database
 from session.files import TenantFiles
@@ -259,6 +260,33 @@ async def test_revoke_then_delete(new_api: Any, speech: bytes, server: RunningSe
     assert not (server.data_dir / "tenants" / api.tenant / "voices" / voice_id).exists()
     status, body = await api.call("DELETE", f"/v1/voices/{voice_id}")
     assert status == 404
+
+
+async def test_revoking_a_voice_ends_the_live_streams_using_it(
+        new_api: Any, speech: bytes, server: RunningServer, stores: Stores) -> None:
+    api: Api = await new_api("live-revoker")
+    voice_id = await api.ready_voice(speech)
+    text = " ".join(["This long passage is still being spoken when consent is revoked."] * 8)
+    async with await StreamClient.connect(server.ws_url, api.key, voice=voice_id) as client:
+        await client.send_text("live", text)
+        await client.close_context("live")
+        for _ in range(1000):
+            if client.context("live").frames:
+                break
+            await asyncio.sleep(0.01)
+        status, _ = await api.call("POST", f"/v1/voices/{voice_id}/revoke")
+        assert status == 200
+        record = await client.wait_done("live", timeout_s=10)
+        assert record.done is not None and record.done.reason == "cancelled"
+        assert [e.code for e in record.errors] == ["voice_unavailable"]
+        await client.send_text("again", "Once more.", voice=voice_id)  # no new context either
+        for _ in range(500):
+            if client.context("again").errors:
+                break
+            await asyncio.sleep(0.01)
+        assert client.context("again").errors[0].code == "voice_unavailable"
+    actions = {e.action.value for e in await stores.audit.list(api.tenant, subject=voice_id)}
+    assert {"voice.create", "voice.use", "voice.revoke"} <= actions
 
 
 # -- synthesis ---------------------------------------------------------------------------------------
