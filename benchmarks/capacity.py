@@ -16,6 +16,7 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks.local_server import free_port, start_server
 from loadtest.plot import plot_run
@@ -24,7 +25,7 @@ from loadtest.runner import LoadTestConfig, execute, summarize
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_level(url: str, key: str, sessions: int, args: argparse.Namespace, pid: int) -> dict:
+def run_level(url: str, key: str, sessions: int, args: argparse.Namespace, pid: int) -> dict[str, Any]:
     config = LoadTestConfig(url=url, sessions=sessions, duration_s=args.duration,
                             words_per_s=args.words_per_s, api_key=key, server_pid=pid)
     run = asyncio.run(execute(config))
@@ -32,7 +33,7 @@ def run_level(url: str, key: str, sessions: int, args: argparse.Namespace, pid: 
     return summarize(run)
 
 
-def row(report: dict) -> str:
+def row(report: dict[str, Any]) -> str:
     t, u = report["ttfa_ms"], report["underruns"]
     errors = sum(report["errors"].values())
     return (f"| {report['sessions']} | {report['utterances']} | {t['p50']} | {t['p95']} | {t['p99']} "

@@ -185,9 +185,13 @@ class NativeBridge:
         voice_id = ctx.settings.voice.voice_id
         if voice_id.startswith(PROFILE_PREFIX):
             self.tenancy.record_use(voice_id)
-            self._unregister[ctx.context_id] = self.tenancy.live.add(
-                self.tenancy.tenant, voice_id,
-                lambda reason, cid=ctx.context_id: self._revoked(cid, reason))
+            context_id = ctx.context_id
+
+            def end(reason: str) -> None:
+                self._revoked(context_id, reason)
+
+            self._unregister[context_id] = self.tenancy.live.add(
+                self.tenancy.tenant, voice_id, end)
         self._outputs[ctx.context_id] = _ContextOutput(
             StreamingResampler(ctx.scheduler.engine.sample_rate_hz, self.sample_rate),
             self.sample_rate,

@@ -336,7 +336,7 @@ class XttsEngine:
 
     def _frame_scales(self, speed: float) -> tuple[float, ...]:
         decoder = self.model.hifigan_decoder
-        scales = (decoder.latent_scale, decoder.rate_scale)
+        scales: tuple[float, ...] = (decoder.latent_scale, decoder.rate_scale)
         if speed != 1.0:
             scales = (1.0 / max(speed, 0.05),) + scales
         return scales

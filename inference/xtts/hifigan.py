@@ -102,12 +102,12 @@ class HifiganGenerator(nn.Module):
         total = float(self.conv_pre.padding[0])
         rate = 1
         for i, up in enumerate(self.ups):
-            stride, kernel = up.stride[0], up.kernel_size[0]
+            stride, kernel = int(up.stride[0]), int(up.kernel_size[0])
             total += (kernel // stride + 1) / rate
             rate *= stride
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            total += max(block.context_frames() for block in blocks) / rate  # type: ignore[operator]
-        return total + self.conv_post.padding[0] / rate  # type: ignore[operator]
+            total += max(block.context_frames() for block in blocks) / rate
+        return total + float(self.conv_post.padding[0]) / rate
 
 
 class HifiDecoder(nn.Module):

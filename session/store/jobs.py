@@ -122,10 +122,10 @@ class JobStore:
 
     # the worker's side: by id alone
 
-    async def unfinished(self) -> list[Job]:
+    async def unfinished(self) -> tuple[Job, ...]:
         """Every queued or running job of every tenant (what a restarted runner must settle)."""
         statuses = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
-        return [_job(doc) async for doc in self._c.find({"status": {"$in": statuses}})]
+        return tuple([_job(doc) async for doc in self._c.find({"status": {"$in": statuses}})])
 
     async def start(self, job_id: JobId) -> Job | None:
         """queued -> running. None for an unknown job; InvalidState when not queued."""

@@ -47,13 +47,13 @@ async def ready_profile(stores: Stores, tenant: TenantId, name: str = "mine") ->
 
 
 async def refusal(server: RunningServer, key: str, query: str = "") -> tuple[str, int | None]:
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(server.ws_url + "/v1/stream" + query,
-                                   headers={"Authorization": f"Bearer {key}"}) as ws:
-            first = await ws.receive(timeout=30)
-            closing = await ws.receive(timeout=30)
-            message = json.loads(first.data) if first.type == aiohttp.WSMsgType.TEXT else {}
-            return message.get("code", message.get("type")), ws.close_code or closing.data
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            server.ws_url + "/v1/stream" + query,
+            headers={"Authorization": f"Bearer {key}"}) as ws:
+        first = await ws.receive(timeout=30)
+        closing = await ws.receive(timeout=30)
+        message = json.loads(first.data) if first.type == aiohttp.WSMsgType.TEXT else {}
+        return message.get("code", message.get("type")), ws.close_code or closing.data
 
 
 async def test_free_tier_gets_one_concurrent_stream(server: RunningServer, stores: Stores) -> None:
