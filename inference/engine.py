@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NewType, Protocol
+from typing import NewType, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -147,3 +147,16 @@ class Engine(Protocol):
     def release(self, request_id: RequestId) -> None:
         """Free a request's state (finished, failed or cancelled). Unknown ids are ignored."""
         ...
+
+
+class VoiceParams(Protocol):
+    def to_bytes(self) -> bytes: ...
+
+
+@runtime_checkable
+class ClonesVoices(Protocol):
+    """An engine that makes a voice from reference audio (XTTS). The parameters it returns are
+    stored with the voice profile and handed back to the engine by name (``VoiceRegistry``).
+    ``clone_voice`` may run on a worker thread while the model thread serves ticks."""
+
+    def clone_voice(self, audio: FloatAudio, sample_rate_hz: int) -> VoiceParams: ...

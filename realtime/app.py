@@ -19,6 +19,7 @@ from aiohttp import web
 from inference.engine import Engine
 from inference.piper import PiperEngine
 from inference.scheduler import Scheduler, SchedulerConfig
+from inference.voice_registry import VoiceRegistry
 from inference.xtts_settings import XttsSettings
 from realtime.admin_cli import MONGO_URL_FILE
 from realtime.appkeys import (
@@ -33,6 +34,7 @@ from realtime.appkeys import (
     PROFILES,
     STORES,
     TENANTS,
+    VOICE_REGISTRY,
 )
 from realtime.config import AppConfig
 from realtime.metrics import Metrics, StepObserver
@@ -143,7 +145,8 @@ async def _tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUTHENTICATOR] = Authenticator(stores.api_keys, stores.tenants,
                                        load_jwt_keys(config.auth, data_dir), config.auth)
     app[TENANTS] = TenantDirectory(stores.tenants, stores.usage, config.tiers)
-    app[PROFILES] = ProfileVoices(app[CATALOG], stores.voices, stores.consents)
+    app[PROFILES] = ProfileVoices(app[CATALOG], stores.voices, stores.consents,
+                                  app[VOICE_REGISTRY])
     limiter = app[LIMITER] = open_stream_limiter(config.server.redis_url)
     key, created = ensure_demo_key(data_dir)
     await stores.tenants.ensure(DEMO_TENANT, "demo", config.server.demo_tier)
@@ -172,7 +175,8 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
         functools.partial(PiperEngine, config.piper, cache_dir=cache_dir), config.scheduler))]
     if config.xtts.enabled:
         tasks.append(asyncio.create_task(start(
-            functools.partial(_build_xtts, config.xtts), xtts_scheduler_config(config))))
+            functools.partial(_build_xtts, config.xtts, app[VOICE_REGISTRY]),
+            xtts_scheduler_config(config))))
     for task in tasks:
         task.add_done_callback(_log_failure)
     metrics.on_collect(lambda: _refresh_gauges(metrics, catalog))
@@ -183,10 +187,10 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
 
 
-def _build_xtts(settings: XttsSettings) -> Engine:
+def _build_xtts(settings: XttsSettings, registry: VoiceRegistry) -> Engine:
     from inference.xtts.loading import build_xtts_engine  # imports torch: only when configured
 
-    return build_xtts_engine(settings)
+    return build_xtts_engine(settings, voice_source=registry)
 
 
 def xtts_scheduler_config(config: AppConfig) -> SchedulerConfig:
@@ -217,6 +221,7 @@ def create_app(config: AppConfig) -> web.Application:
     app[METRICS] = Metrics()
     app[CATALOG] = VoiceCatalog()
     app[LIVE] = LiveVoices()
+    app[VOICE_REGISTRY] = VoiceRegistry()
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tenancy_ctx)
     app.cleanup_ctx.append(_engines_ctx)

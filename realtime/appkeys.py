@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from inference.voice_registry import VoiceRegistry
 from realtime.config import AppConfig
 from realtime.metrics import Metrics
 from session.authn import Authenticator, Principal
@@ -27,6 +28,8 @@ LIMITER = web.AppKey("limiter", StreamLimiter)
 """Concurrent streams per tenant (in process, or Redis when REDIS_URL is set)."""
 PROFILES = web.AppKey("profiles", ProfileVoices)
 """Stock voices and tenants' voice profiles on the streaming path (cached)."""
+VOICE_REGISTRY = web.AppKey("voice_registry", VoiceRegistry)
+"""Voice profiles' engine parameters (e.g. XTTS conditioning), fetched by engines by name."""
 LIVE = web.AppKey("live", LiveVoices)
 """Live contexts by voice profile (revocation ends them)."""
 VOICE_SERVICE = web.AppKey("voice_service", VoiceService)

@@ -45,6 +45,7 @@ from realtime.appkeys import (
     STORES,
     SYNTHESIS,
     TENANTS,
+    VOICE_REGISTRY,
     VOICE_SERVICE,
 )
 from realtime.openapi import docs_page, openapi_document
@@ -466,7 +467,8 @@ async def rest_services(app: web.Application, *, jobs: JobsConfig | None = None,
         app[LIVE].end_all(tenant, voice_id, "the voice was revoked or deleted")
 
     voices = VoiceService(stores=stores, tenants=tenants, catalog=app[CATALOG], files=files,
-                          runner=runner, checks=reference, on_revoked=on_revoked)
+                          runner=runner, checks=reference, on_revoked=on_revoked,
+                          registry=app[VOICE_REGISTRY])
     service = SynthesisService(jobs=stores.jobs, tenants=tenants, voices=voices, files=files,
                                runner=runner, config=synthesis,
                                segmenter=app[CONFIG].session.segmenter)

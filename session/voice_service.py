@@ -34,6 +34,7 @@ with a voice are the tenant's and are kept. The audit log records create, use, r
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import unicodedata
@@ -46,9 +47,10 @@ import numpy as np
 import numpy.typing as npt
 import soundfile
 
-from inference.engine import SynthesisUnit
+from inference.engine import ClonesVoices, SynthesisUnit
 from inference.scheduler import UnitAudio, UnitFailed
 from inference.speaker import SpeakerEncoder, cosine
+from inference.voice_registry import VoiceRegistry
 from session.authn import Principal
 from session.db import Stores
 from session.errors import BadRequest, TimbreError, UnknownVoice
@@ -72,7 +74,7 @@ from session.store.jobs import Job, JobError, JobKind
 from session.store.voices import VoiceProfile, VoiceStatus
 from session.synthesis import OfflineStream, wait_until_ready
 from session.tenancy import TenantDirectory
-from session.voices import ResolvedVoice, VoiceCatalog, VoiceUnavailable
+from session.voices import ResolvedVoice, VoiceCatalog, VoiceUnavailable, profile_voice
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +286,9 @@ class VoiceService:
     def __init__(self, *, stores: Stores, tenants: TenantDirectory, catalog: VoiceCatalog,
                  files: TenantFiles, runner: JobRunner, checks: ReferenceChecks | None = None,
                  encoder: SharedEncoder | None = None, base_voices: BaseVoices | None = None,
-                 on_revoked: OnRevoked = _no_streams) -> None:
+                 on_revoked: OnRevoked = _no_streams,
+                 registry: VoiceRegistry | None = None) -> None:
+        self._registry = registry or VoiceRegistry()
         self._stores = stores
         self._tenants = tenants
         self._catalog = catalog
@@ -385,16 +389,26 @@ class VoiceService:
         encoder = await self._encoder.get()
         embedding = await context.run_blocking(encoder.embed, audio, rate)
         await context.progress(0.5)
-        base = await self._base_voices.closest(embedding)
+        cloner = self._catalog.cloning_scheduler()
+        if cloner is not None and isinstance(cloner.engine, ClonesVoices):
+            # a cloning engine runs here: the profile gets its own conditioning
+            conditioning = await context.run_blocking(cloner.engine.clone_voice, audio, rate)
+            params: dict[str, Any] = {
+                "engine": cloner.engine.name, "voice": voice_id,
+                "conditioning": base64.b64encode(conditioning.to_bytes()).decode("ascii")}
+            result: dict[str, Any] = {"voice_id": voice_id, "engine": cloner.engine.name}
+        else:
+            base = await self._base_voices.closest(embedding)
+            params = {"engine": base.engine, "voice": base.voice,
+                      "base_similarity": round(base.similarity, 4)}
+            result = {"voice_id": voice_id, "base_voice": base.voice_id,
+                      "base_similarity": params["base_similarity"]}
         await context.progress(0.9)
-        params = {"engine": base.engine, "voice": base.voice,
-                  "base_similarity": round(base.similarity, 4)}
         ready = await self._stores.voices.set_ready(tenant, voice_id, params,
                                                     [float(x) for x in embedding])
         if ready is None:
             raise UnknownVoice(f"voice {voice_id} was deleted")
-        return {"voice_id": voice_id, "base_voice": base.voice_id,
-                "base_similarity": params["base_similarity"]}
+        return result
 
     def _load_speech(self, profile: VoiceProfile) -> tuple[_F32, int]:
         """The stored references' speech (silences longer than the checks' pause trimmed), mono
@@ -465,8 +479,7 @@ class VoiceService:
         consent = await self.consent(profile)
         if consent is None or not consent.valid_at(datetime.now(UTC)):
             raise VoiceUnavailable(f"the consent for voice {voice!r} has expired")
-        resolved = self._catalog.resolve(stock)
-        return ResolvedVoice(profile.voice_id, resolved.engine_voice, resolved.scheduler)
+        return profile_voice(self._catalog, self._registry, profile)
 
     async def record_use(self, tenant: TenantId, voice_id: str, actor: str,
                          details: Mapping[str, Any]) -> None:

@@ -6,12 +6,15 @@ when exactly one engine has a voice of that name), or a tenant's voice profile i
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from inference.engine import ClonesVoices
 from inference.scheduler import Scheduler
+from inference.voice_registry import VoiceRegistry
 from session.errors import TimbreError, UnknownVoice
 from session.ids import TenantId, VoiceId
 from session.store.consents import ConsentRecord, ConsentStore
@@ -55,6 +58,16 @@ class VoiceCatalog:
     def schedulers(self) -> list[Scheduler]:
         return list(self._schedulers.values())
 
+    def scheduler(self, engine_name: str) -> Scheduler | None:
+        return self._schedulers.get(engine_name)
+
+    def cloning_scheduler(self) -> Scheduler | None:
+        """The scheduler of an engine that clones voices from reference audio, if one runs."""
+        for scheduler in self._schedulers.values():
+            if isinstance(scheduler.engine, ClonesVoices):
+                return scheduler
+        return None
+
     def resolve(self, voice_id: str) -> ResolvedVoice:
         """Raises ``UnknownVoice`` for an id no engine serves."""
         engine_name, sep, name = voice_id.partition(":")
@@ -77,6 +90,24 @@ class VoiceCatalog:
         return ", ".join(self.voice_ids()) or "(none)"
 
 
+def profile_voice(catalog: VoiceCatalog, registry: VoiceRegistry,
+                  profile: VoiceProfile) -> ResolvedVoice:
+    """How a ready profile speaks: a stock voice its clone job chose (``engine`` + ``voice``), or
+    its own conditioning on a cloning engine, handed to that engine through ``registry`` under the
+    profile's id. Raises VoiceUnavailable when its engine does not run on this server."""
+    params = profile.engine_params
+    engine = str(params.get("engine"))
+    if "conditioning" in params:  # made by a cloning engine (``ClonesVoices``)
+        scheduler = catalog.scheduler(engine)
+        if scheduler is None:
+            raise VoiceUnavailable(f"voice {profile.voice_id} needs the {engine} engine, which "
+                                   "this server does not run")
+        registry.put(profile.voice_id, base64.b64decode(params["conditioning"]))
+        return ResolvedVoice(profile.voice_id, profile.voice_id, scheduler)
+    base = catalog.resolve(f"{engine}:{params.get('voice')}")
+    return ResolvedVoice(profile.voice_id, base.engine_voice, base.scheduler)
+
+
 class ProfileVoices:
     """Voice profiles (``v_...`` ids) on the streaming path: a profile speaks through the engine
     voice its clone job chose (``engine_params``). Lookups are cached for ``ttl_s`` so opening a
@@ -84,8 +115,10 @@ class ProfileVoices:
     (revoke, delete)."""
 
     def __init__(self, catalog: VoiceCatalog, store: VoiceStore, consents: ConsentStore,
-                 ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 registry: VoiceRegistry, ttl_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._catalog = catalog
+        self._registry = registry
         self._store = store
         self._consents = consents
         self._ttl_s = ttl_s
@@ -105,9 +138,7 @@ class ProfileVoices:
             raise VoiceUnavailable(f"voice {voice_id!r} is {profile.status.value}")
         if consent is None or not consent.valid_at(datetime.now(UTC)):
             raise VoiceUnavailable(f"the consent behind voice {voice_id!r} is revoked or expired")
-        params = profile.engine_params
-        base = self._catalog.resolve(f"{params['engine']}:{params['voice']}")
-        return ResolvedVoice(voice_id, base.engine_voice, base.scheduler)
+        return profile_voice(self._catalog, self._registry, profile)
 
     async def _profile(self, tenant: TenantId, voice_id: str) -> _Cached | None:
         key = (tenant, voice_id)

@@ -15,6 +15,7 @@ are the same alone or in any batch.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from inference.engine import (
     SynthesisUnit,
     WordTiming,
 )
+from inference.voice_registry import VoiceRegistry
 from inference.xtts.config import XttsConfig
 from inference.xtts.cuda_graphs import DecodeGraphs, VocoderGraphs
 from inference.xtts.kv_cache import KvCache
@@ -47,6 +49,9 @@ from inference.xtts.vocoder_stream import FrameChain, Window, WindowPlanner
 from inference.xtts.voices import VoiceConditioning, clone_voice, random_voice
 
 _EMPTY: FloatAudio = np.zeros(0, dtype=np.float32)
+MAX_LOADED_VOICES = 256
+"""Voice profiles' conditioning kept on the device besides the configured voices."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class XttsEngine:
         *,
         tokenizer: TextTokenizer | None = None,
         voices: dict[str, VoiceConditioning] | None = None,
+        voice_source: VoiceRegistry | None = None,
     ) -> None:
         self.config = config or XttsEngineConfig()
         self.model_config: XttsConfig = model.config
@@ -130,6 +136,8 @@ class XttsEngine:
         self._voices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name, voice in (voices or {}).items():
             self.add_voice(name, voice)
+        self._configured = frozenset(self._voices)
+        self._voice_source = voice_source
         self._requests: dict[RequestId, _Request] = {}
         self._graphs: DecodeGraphs | None = None
         self._vocoder_graphs: VocoderGraphs | None = None
@@ -144,12 +152,14 @@ class XttsEngine:
 
     @classmethod
     def from_checkpoint(cls, checkpoint_dir: str | Path, config: XttsEngineConfig | None = None,
-                        voices: dict[str, VoiceConditioning] | None = None) -> XttsEngine:
+                        voices: dict[str, VoiceConditioning] | None = None,
+                        voice_source: VoiceRegistry | None = None) -> XttsEngine:
         """An engine over an operator-supplied coqui XTTS-v2 directory (``config.json``,
-        ``model.pth``, ``vocab.json``)."""
+        ``model.pth``, ``vocab.json``). ``voice_source`` supplies voice profiles' conditioning
+        (``VoiceConditioning.to_bytes``) by name the first time a request uses them."""
         directory = Path(checkpoint_dir)
         return cls(load_model(directory), config, tokenizer=BpeTokenizer(directory / "vocab.json"),
-                   voices=voices)
+                   voices=voices, voice_source=voice_source)
 
     @classmethod
     def random(cls, model_config: XttsConfig, config: XttsEngineConfig | None = None, *,
@@ -309,7 +319,7 @@ class XttsEngine:
 
     def _new_request(self, item: PrefillItem) -> _Request | RequestFailure:
         rid, unit = item.request_id, item.unit
-        voice = self._voices.get(unit.voice)
+        voice = self._voices.get(unit.voice) or self._load_voice(unit.voice)
         if voice is None:
             return RequestFailure(rid, "unknown_voice", f"xtts has no voice {unit.voice!r}")
         tokens = self.tokenizer.encode(unit.text, self.config.language)
@@ -333,6 +343,23 @@ class XttsEngine:
         )
         self._requests[rid] = request
         return request
+
+    def _load_voice(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A voice profile's conditioning from the voice source, turned into tensors here on the
+        model thread; at most ``MAX_LOADED_VOICES`` are kept besides the configured ones."""
+        params = None if self._voice_source is None else self._voice_source.get(name)
+        if params is None:
+            return None
+        try:
+            conditioning = VoiceConditioning.from_bytes(params)
+            self.add_voice(name, conditioning)
+        except (ValueError, KeyError, OSError):
+            log.warning("voice %s has conditioning for another model; ignored", name)
+            return None
+        loaded = [n for n in self._voices if n not in self._configured]
+        for old in loaded[: max(0, len(loaded) - MAX_LOADED_VOICES)]:
+            del self._voices[old]
+        return self._voices.get(name)
 
     def _frame_scales(self, speed: float) -> tuple[float, ...]:
         decoder = self.model.hifigan_decoder

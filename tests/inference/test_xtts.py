@@ -201,6 +201,23 @@ def test_requests_the_engine_cannot_serve_fail_without_crashing(model: XttsModel
     assert not engine.execute(EnginePlan(prefills=plan.prefills[1:2])).failures
 
 
+def test_profile_voices_load_from_the_voice_source_on_first_use(model: XttsModel) -> None:
+    from inference.voice_registry import VoiceRegistry
+
+    registry = VoiceRegistry()
+    engine = XttsEngine(model, XttsEngineConfig(max_active=2), voice_source=registry)
+    unit = SynthesisUnit("hello", "v_profile")
+    first = engine.execute(EnginePlan(prefills=(PrefillItem(RequestId(1), unit),)))
+    assert [f.code for f in first.failures] == ["unknown_voice"]
+    registry.put("v_profile", random_voice(TINY, seed=9).to_bytes())
+    second = engine.execute(EnginePlan(prefills=(PrefillItem(RequestId(2), unit),)))
+    assert not second.failures and "v_profile" in engine.voices()
+    registry.put("v_broken", b"not a voice")
+    third = engine.execute(EnginePlan(prefills=(
+        PrefillItem(RequestId(3), SynthesisUnit("hello", "v_broken")),)))
+    assert [f.code for f in third.failures] == ["unknown_voice"]
+
+
 def test_voice_conditioning_from_reference_audio_round_trips(model: XttsModel) -> None:
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal(16000)).astype(np.float32)

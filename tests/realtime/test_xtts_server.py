@@ -73,3 +73,46 @@ async def test_xtts_voice_streams_audio_over_the_native_protocol(server: Running
     assert [f.sequence for f in record.frames] == list(range(len(record.frames)))
     pcm = np.frombuffer(bytes(record.audio), dtype="<i2")
     assert np.abs(pcm).max() > 0
+
+
+async def test_a_profile_cloned_by_xtts_speaks_with_its_own_conditioning(
+    server: RunningServer, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With a cloning engine running, the clone job stores XTTS conditioning in the profile, and
+    a stream naming the profile id is served by XTTS with that conditioning."""
+    import asyncio
+
+    import aiohttp
+
+    from realtime.appkeys import VOICE_REGISTRY
+    from tests.realtime.test_rest import CONSENT
+    from tests.session.test_voice_service import reference_speech
+
+    speech = reference_speech(tmp_path_factory.mktemp("piper"))
+    headers = {"Authorization": f"Bearer {server.key}"}
+    form = aiohttp.FormData()
+    form.add_field("name", "Cloned")
+    for key, value in CONSENT.items():
+        form.add_field(key, value)
+    form.add_field("file", speech, filename="take.wav", content_type="audio/wav")
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(server.url + "/v1/voices", data=form) as r:
+            assert r.status == 202, await r.text()
+            body = await r.json()
+        voice_id, job_id = body["voice"]["voice_id"], body["job"]["job_id"]
+        for _ in range(600):
+            async with http.get(server.url + f"/v1/jobs/{job_id}") as r:
+                job = await r.json()
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["engine"] == "xtts"
+    async with await StreamClient.connect(server.ws_url, server.key, voice=voice_id) as client:
+        assert client.ready.voice == voice_id
+        await client.send_text("c", "my own cloned voice.")
+        await client.close_context("c")
+        record = await client.wait_done("c", timeout_s=120)
+    assert record.done is not None and record.done.reason == "completed", record.errors
+    assert record.audio_s > 0.1
+    assert server.app[VOICE_REGISTRY].get(voice_id) is not None
