@@ -27,6 +27,7 @@ from realtime.appkeys import (
     CATALOG,
     CONFIG,
     DEMO_KEY,
+    ENGINE_ERRORS,
     LIMITER,
     LIVE,
     METRICS,
@@ -89,9 +90,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     schedulers = request.app[CATALOG].schedulers()
-    failed = [s.engine.name for s in schedulers if s.failed is not None]
-    ready = bool(schedulers) and all(s.ready.is_set() for s in schedulers)
-    body = {"ready": ready, "engines": {s.engine.name: s.ready.is_set() for s in schedulers}}
+    failed = {s.engine.name: repr(s.failed) for s in schedulers if s.failed is not None}
+    load_errors: dict[str, str] = request.app[ENGINE_ERRORS]
+    failed.update(load_errors)
+    ready = bool(schedulers) and not failed and all(s.ready.is_set() for s in schedulers)
+    body: dict[str, object] = {
+        "ready": ready, "engines": {s.engine.name: s.ready.is_set() for s in schedulers}}
     if failed:
         body["failed"] = failed
     return web.json_response(body, status=200 if ready else 503)
@@ -163,8 +167,14 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     config, metrics, catalog = app[CONFIG], app[METRICS], app[CATALOG]
     schedulers: list[Scheduler] = []
 
-    async def start(build: Callable[[], Engine], scheduler_config: SchedulerConfig) -> None:
-        engine = await asyncio.get_running_loop().run_in_executor(None, build)
+    async def start(name: str, build: Callable[[], Engine],
+                    scheduler_config: SchedulerConfig) -> None:
+        try:
+            engine = await asyncio.get_running_loop().run_in_executor(None, build)
+        except Exception as exc:  # reported by /readyz; the other engines still serve
+            log.exception("engine %s failed to load", name)
+            app[ENGINE_ERRORS][name] = f"{type(exc).__name__}: {exc}"
+            return
         scheduler = Scheduler(engine, scheduler_config, StepObserver(metrics))
         schedulers.append(scheduler)
         catalog.add_engine(scheduler)
@@ -172,13 +182,12 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
 
     cache_dir = config.server.data_dir / "cache" / "piper"
     tasks = [asyncio.create_task(start(
-        functools.partial(PiperEngine, config.piper, cache_dir=cache_dir), config.scheduler))]
+        "piper", functools.partial(PiperEngine, config.piper, cache_dir=cache_dir),
+        config.scheduler))]
     if config.xtts.enabled:
         tasks.append(asyncio.create_task(start(
-            functools.partial(_build_xtts, config.xtts, app[VOICE_REGISTRY]),
+            "xtts", functools.partial(_build_xtts, config.xtts, app[VOICE_REGISTRY]),
             xtts_scheduler_config(config))))
-    for task in tasks:
-        task.add_done_callback(_log_failure)
     metrics.on_collect(lambda: _refresh_gauges(metrics, catalog))
     yield
     for task in tasks:
@@ -202,11 +211,6 @@ def xtts_scheduler_config(config: AppConfig) -> SchedulerConfig:
         admission_utilization=None, step_budget_ms=1000.0)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("engine loading failed", exc_info=task.exception())
-
-
 def _refresh_gauges(metrics: Metrics, catalog: VoiceCatalog) -> None:
     for scheduler in catalog.schedulers():
         name = scheduler.engine.name
@@ -222,6 +226,7 @@ def create_app(config: AppConfig) -> web.Application:
     app[CATALOG] = VoiceCatalog()
     app[LIVE] = LiveVoices()
     app[VOICE_REGISTRY] = VoiceRegistry()
+    app[ENGINE_ERRORS] = {}
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tenancy_ctx)
     app.cleanup_ctx.append(_engines_ctx)

@@ -37,6 +37,8 @@ VOICE_SERVICE = web.AppKey("voice_service", VoiceService)
 SYNTHESIS = web.AppKey("synthesis", SynthesisService)
 """Long-text synthesis jobs."""
 DEMO_KEY = web.AppKey("demo_key", str)
+ENGINE_ERRORS = web.AppKey("engine_errors", dict[str, str])
+"""Engines that failed to load, by name (reported by /readyz)."""
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 """Set by the auth middleware on every /v1/ request."""

@@ -3,6 +3,7 @@ random weights on the CPU): a client picks ``xtts:<voice>`` and gets streamed au
 
 from __future__ import annotations
 
+import asyncio
 import json
 import string
 from dataclasses import asdict
@@ -116,3 +117,38 @@ async def test_a_profile_cloned_by_xtts_speaks_with_its_own_conditioning(
     assert record.done is not None and record.done.reason == "completed", record.errors
     assert record.audio_s > 0.1
     assert server.app[VOICE_REGISTRY].get(voice_id) is not None
+
+
+async def test_an_engine_that_cannot_load_makes_the_server_unready(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A broken XTTS checkpoint: Piper still serves, /readyz answers 503 and says why."""
+    import aiohttp
+
+    from realtime.app import create_app
+    from realtime.config import AppConfig, ServerConfig, XttsSettings
+    from tests.server import free_port
+
+    root = tmp_path_factory.mktemp("broken")
+    (root / "checkpoint").mkdir()
+    port = free_port()
+    config = AppConfig(
+        server=ServerConfig(port=port, data_dir=root / "data"),
+        xtts=XttsSettings(checkpoint_dir=root / "checkpoint", device="cpu", dtype="float32",
+                          cuda_graphs=False, voices={"x": str(root / "missing.wav")}))
+    app = create_app(config)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    body = await r.json()
+                if "failed" in body and body["engines"].get("piper"):
+                    break
+                await asyncio.sleep(0.1)
+        assert r.status == 503
+        assert "xtts" in body["failed"] and body["engines"]["piper"] is True
+    finally:
+        await runner.cleanup()
