@@ -33,7 +33,10 @@ starve a stream: a playing stream's deadline is fixed in time while newcomers' d
 Admission: a stream that has work or is playing consumes about one second of audio per second. The
 scheduler learns its engine's throughput (audio seconds per busy second) and refuses a new stream with
 a typed ``Refusal`` when admitting it would push demand over ``admission_utilization`` of that
-throughput (or past ``max_streams``), rather than accept work whose deadlines it cannot meet.
+throughput (or past ``max_streams``), rather than accept work whose deadlines it cannot meet. The
+estimate cannot see CPU spent outside the engine, so a missed deadline is the other signal: while a
+playing stream has run dry with work still queued (and ``late_window_s`` after), newcomers are
+refused too.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ class SchedulerConfig:
     """Admit while demand stays under this fraction of the measured throughput. None turns the
     throughput rule off (engines whose throughput grows with batch size, e.g. on a GPU), leaving
     ``max_streams`` as the only bound."""
+    late_window_s: float = 2.0
+    """After a playing stream ran dry with work still queued for it (a missed deadline), new
+    streams are refused for this long, so the streams already admitted can catch up."""
     inbox_size: int = 4096
     """Bound of the queue that carries submissions from the event loop to the model thread."""
 
@@ -220,6 +226,11 @@ class SchedulerState:
 
     def busy_streams(self, now: float) -> int:
         return sum(1 for s in self.streams.values() if s.busy(now))
+
+    def late_streams(self, now: float) -> int:
+        """Playing streams whose client has run dry while work for them is still queued."""
+        return sum(1 for s in self.streams.values()
+                   if not s.offline and s.units and 0 < s.playout_end < now)
 
     def queued_units(self) -> int:
         return sum(sum(1 for u in s.units if not u.prefilled) for s in self.streams.values())
@@ -454,6 +465,8 @@ class Scheduler:
         # Published by the model thread for readers on other threads (plain ints/floats: atomic).
         self.busy_streams = 0
         self.queue_depth = 0
+        self.late_at = -math.inf
+        """When a playing stream was last seen behind its deadline (monotonic seconds)."""
 
     # lifecycle
 
@@ -503,6 +516,8 @@ class Scheduler:
                     f"at capacity: {self.busy_streams} streams active, about "
                     f"{self.capacity_streams():.0f} can be served in real time",
                 )
+            if self._clock() - self.late_at < self.config.late_window_s:
+                return Refusal("server_busy", "behind on streams already playing; retry shortly")
             self._open_streams += 1
             stream_id = next(self._stream_ids)
         self._post(_Open(stream_id, sink))
@@ -636,6 +651,8 @@ class Scheduler:
     def _publish(self, now: float) -> None:
         self.busy_streams = self._state.busy_streams(now)
         self.queue_depth = self._state.queued_units()
+        if self._state.late_streams(now):
+            self.late_at = now
 
 
 _CALIBRATION_TEXT = (

@@ -371,3 +371,22 @@ def test_offline_streams_only_use_ticks_no_live_stream_needs() -> None:
     for _ in range(25):  # the live stream is done: the book runs on, with no lead limit
         h.tick()
     assert len(h.audio_events(1)) == 20
+
+
+def test_a_missed_deadline_refuses_newcomers_for_a_while() -> None:
+    clock = [100.0]
+    scheduler = Scheduler(FakeEngine(prefill_cost_s=0, decode_cost_s=0),
+                          SchedulerConfig(late_window_s=2.0, admission_utilization=None),
+                          clock=lambda: clock[0])
+    scheduler.ready.set()  # driven by hand: no model thread
+    state = scheduler._state
+    apply_control(state, _Open(1, lambda e: None))
+    apply_control(state, _Submit(1, unit("a b c"), clock[0]))
+    state.streams[1].playout_end = 99.5  # its client ran dry half a second ago; work is queued
+    scheduler._publish(clock[0])
+    refused = scheduler.open_stream(Collector())
+    assert isinstance(refused, Refusal) and "behind" in refused.message
+    clock[0] += 2.5
+    state.streams[1].units.clear()
+    scheduler._publish(clock[0])
+    assert not isinstance(scheduler.open_stream(Collector()), Refusal)
