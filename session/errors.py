@@ -2,7 +2,9 @@
 
 Each error carries its wire ``code``, the HTTP status for REST answers, the WebSocket close code when
 the error ends the connection (``None`` when the session survives it), and whether retrying can help.
-Transports turn these into their own wire shapes; clients never see a stack trace.
+Transports turn these into their own wire shapes; clients never see a stack trace. The tenant
+layer's refusals (quotas, tiers, lifecycles) are in ``session.quota_errors``; reference-audio
+refusals in ``session.reference_audio``; auth refusals beyond ``Unauthorized`` in ``session.authn``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Refusals added by the tenants work (issue 3), to be merged into ``session/errors.py``.
+"""Refusals of the tenant layer (tiers, quotas, lifecycles), part of the ``session.errors`` tree.
 
 | error              | code                | HTTP | WS close | retry helps | when                                   |
 |--------------------|---------------------|------|----------|-------------|----------------------------------------|
