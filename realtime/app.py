@@ -39,6 +39,7 @@ from realtime.appkeys import (
 )
 from realtime.config import AppConfig
 from realtime.metrics import Metrics, StepObserver
+from realtime.openai_speech import add_openai_routes
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.ws_native import stream_handler
@@ -234,6 +235,7 @@ def create_app(config: AppConfig) -> web.Application:
     app.cleanup_ctx.append(functools.partial(
         rest_services, jobs=config.jobs, synthesis=config.synthesis, reference=config.reference))
     add_routes(app)
+    add_openai_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -20,7 +20,9 @@ FloatAudio = npt.NDArray[np.float32]
 SUPPORTED_SAMPLE_RATES: Final = (8000, 16000, 22050, 24000, 44100, 48000)
 """Output rates in Hz a client may ask for (docs/protocol.md)."""
 
-SUPPORTED_FORMATS: Final = ("pcm_s16le",)
+SUPPORTED_FORMATS: Final = ("pcm_s16le", "ulaw_8000", "alaw_8000", "mp3", "opus")
+"""Formats of the native protocol's binary frames (``realtime.codecs`` encodes them). Only
+``pcm_s16le`` takes the ``sample_rate`` asked for; the others have the rate their name fixes."""
 """Audio formats of binary frames: ``pcm_s16le`` is little-endian signed 16-bit mono."""
 
 _PCM16_SCALE: Final = 32767.0

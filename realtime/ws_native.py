@@ -26,12 +26,8 @@ from realtime.appkeys import (
     TENANTS,
     VOICE_SERVICE,
 )
-from realtime.audio import (
-    SUPPORTED_FORMATS,
-    SUPPORTED_SAMPLE_RATES,
-    StreamingResampler,
-    float_to_pcm16,
-)
+from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES
+from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
 from realtime.metrics import Metrics
 from realtime.protocol import (
     Alignment,
@@ -100,6 +96,7 @@ def parse_query(query: dict[str, str], default_voice: str) -> StreamParams:
     fmt = query.get("format", "pcm_s16le")
     if fmt not in SUPPORTED_FORMATS:
         raise with_close(BadFormat(f"format {fmt!r} is not one of {SUPPORTED_FORMATS}"), 4400)
+    rate = native_format(fmt, rate).sample_rate_hz
     try:
         speed = float(query.get("speed", "1.0"))
     except ValueError:
@@ -109,11 +106,26 @@ def parse_query(query: dict[str, str], default_voice: str) -> StreamParams:
     return StreamParams(query.get("voice", default_voice), fmt, rate, speed)
 
 
+def native_format(name: str, sample_rate: int) -> OutputFormat:
+    """The output format of a native stream: ``pcm_s16le`` at the rate asked for, the others at
+    the rate their name fixes (``ulaw_8000``: 8 kHz; ``mp3``: 44.1 kHz; ``opus``: 48 kHz)."""
+    return parse_output_format(name, sample_rate if name == "pcm_s16le" else None)
+
+
 @dataclass
 class _ContextOutput:
-    resampler: StreamingResampler
-    sample_rate: int
-    samples_sent: int = 0
+    encoder: StreamEncoder
+    input_rate: int
+    samples_in: int = 0
+    pcm_bytes: int = 0
+
+    @property
+    def samples_sent(self) -> int:
+        """Samples at the output rate: exact for PCM, from the input count for coded formats."""
+        fmt = self.encoder.format
+        if fmt.codec == "pcm_s16le":
+            return self.pcm_bytes // 2
+        return round(self.samples_in * fmt.sample_rate_hz / self.input_rate)
 
 
 @dataclass(frozen=True)
@@ -192,10 +204,9 @@ class NativeBridge:
 
             self._unregister[context_id] = self.tenancy.live.add(
                 self.tenancy.tenant, voice_id, end)
+        engine_rate = ctx.scheduler.engine.sample_rate_hz
         self._outputs[ctx.context_id] = _ContextOutput(
-            StreamingResampler(ctx.scheduler.engine.sample_rate_hz, self.sample_rate),
-            self.sample_rate,
-        )
+            make_encoder(native_format(self.format, self.sample_rate), engine_rate), engine_rate)
         self.metrics.active_contexts.inc()
         self._put(self.protocol.send(ContextStarted(
             ctx.context_id, ctx.settings.voice.voice_id, self.format, self.sample_rate)))
@@ -224,11 +235,10 @@ class NativeBridge:
         voice = None
         if message.voice is not None:
             voice = await self.tenancy.profiles.resolve(self.tenancy.tenant, message.voice)
+        fmt = message.format or self.format
+        rate = native_format(fmt, message.sample_rate or self.sample_rate).sample_rate_hz
         self.session.configure(voice, message.speed)
-        if message.format is not None:
-            self.format = message.format
-        if message.sample_rate is not None:
-            self.sample_rate = message.sample_rate
+        self.format, self.sample_rate = fmt, rate
 
     # session -> client
 
@@ -255,19 +265,20 @@ class NativeBridge:
     def _audio(self, context_id: str, audio: FloatAudio) -> None:
         out = self._outputs[context_id]
         ctx = self.session.contexts[context_id]
-        if out.samples_sent == 0 and ctx.first_unit_at is not None:
+        if out.samples_in == 0 and ctx.first_unit_at is not None:
             self.metrics.ttfa.observe(time.monotonic() - ctx.first_unit_at)
-        self._send_pcm(context_id, out, out.resampler.process(audio))
+        out.samples_in += len(audio)
+        self.metrics.audio_seconds.inc(len(audio) / out.input_rate)
+        self._send(context_id, out, out.encoder.encode(audio))
 
-    def _send_pcm(self, context_id: str, out: _ContextOutput, pcm: FloatAudio) -> None:
-        if len(pcm) == 0:
+    def _send(self, context_id: str, out: _ContextOutput, payload: bytes) -> None:
+        if not payload:
             return
-        frame = self.protocol.send_audio(context_id, float_to_pcm16(pcm))
+        frame = self.protocol.send_audio(context_id, payload)
         if frame is None:  # the client cancelled this context: audio in flight is dropped
             self.metrics.dropped_frames.inc()
             return
-        out.samples_sent += len(pcm)
-        self.metrics.audio_seconds.inc(len(pcm) / out.sample_rate)
+        out.pcm_bytes += len(payload)
         self._put(frame, context_id)
 
     def _finished(self, event: ContextFinished) -> None:
@@ -276,10 +287,12 @@ class NativeBridge:
         if unregister is not None:
             unregister()
         if event.reason == "completed":
-            self._send_pcm(event.context_id, out, out.resampler.flush())
+            self._send(event.context_id, out, out.encoder.finish())
+        else:
+            out.encoder.close()
         self.metrics.active_contexts.dec()
         self.metrics.characters.inc(event.spoken_characters)
-        self.tenancy.quota.meter(event.spoken_characters, out.samples_sent / out.sample_rate)
+        self.tenancy.quota.meter(event.spoken_characters, out.samples_in / out.input_rate)
         self._put(self.protocol.send(ContextDone(
             event.context_id, out.samples_sent, event.characters, event.reason)))
 
@@ -292,7 +305,8 @@ class NativeBridge:
 
     def close(self) -> None:
         self.session.close()
-        for _ in list(self._outputs):
+        for out in self._outputs.values():
+            out.encoder.close()
             self.metrics.active_contexts.dec()
         self._outputs.clear()
 
@@ -319,7 +333,8 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
         await _refuse(ws, metrics, with_close(ServerBusy("server at capacity, retry later"), 1013))
         return ws
     try:
-        quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, params.format)
+        codec = native_format(params.format, params.sample_rate).codec
+        quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, codec)
     except TimbreError as err:
         await _refuse(ws, metrics, with_close(err, err.close_code or 4403))
         return ws

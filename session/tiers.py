@@ -10,10 +10,12 @@ tiers::
     characters_per_month = 2000000
     max_profiles = 25
     max_concurrent_streams = 10
-    output_formats = ["pcm_s16le", "mulaw"]
+    output_formats = ["pcm_s16le", "pcm_mulaw"]
 
 ``"unlimited"`` stands for no limit on characters or profiles (TOML has no null), and
-``output_formats = "all"`` allows every format. A new tier must name all three numbers.
+``output_formats = "all"`` allows every format. Formats are named by codec, whatever the transport
+calls them: ``pcm_s16le`` (raw PCM and WAV), ``pcm_mulaw``, ``pcm_alaw``, ``opus``, ``mp3``, ``aac``,
+``flac``. A new tier must name all three numbers.
 """
 
 from __future__ import annotations

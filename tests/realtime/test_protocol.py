@@ -243,7 +243,7 @@ BAD_INPUTS: list[tuple[str, str | bytes, type[errors.TimbreError]]] = [
     ("sample_rate unsupported", wire(type="config", sample_rate=12345), errors.BadSampleRate),
     ("sample_rate string", wire(type="config", sample_rate="24000"), errors.BadMessage),
     ("sample_rate float", wire(type="config", sample_rate=24000.0), errors.BadMessage),
-    ("format unsupported", wire(type="config", format="mp3"), errors.BadFormat),
+    ("format unsupported", wire(type="config", format="wav"), errors.BadFormat),
     ("format number", wire(type="config", format=1), errors.BadMessage),
     ("binary frame", b"\x01\x01\x00\x00\x00\x00a\x00\x00", errors.BinaryNotSupported),
     ("oversized", wire(**TEXT, text="a" * 65_536), errors.MessageTooLarge),

@@ -292,3 +292,38 @@ async def test_a_client_that_stops_reading_is_closed_with_4001(
     metrics = strict_server.metrics_text
     assert 'timbre_errors_total{code="slow_consumer"} 1.0' in metrics
     assert "timbre_active_sessions 0.0" in metrics
+
+
+def decode(payload: bytes, fmt: str) -> tuple[np.ndarray, int]:
+    """The concatenated frames of one context, decoded as a client would."""
+    import io
+
+    import av
+
+    container = {"ulaw_8000": "mulaw", "alaw_8000": "alaw", "mp3": "mp3", "opus": "ogg"}[fmt]
+    options = {"sample_rate": "8000", "channels": "1"} if fmt.endswith("_8000") else {}
+    with av.open(io.BytesIO(payload), format=container, options=options) as f:
+        frames = [frame.to_ndarray().reshape(-1) for frame in f.decode(audio=0)]
+        rate = f.streams.audio[0].sample_rate
+    samples = np.concatenate(frames).astype(np.float32)
+    if samples.dtype.kind == "i" or np.abs(samples).max() > 1.5:
+        samples = samples / 32768
+    return samples, rate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, rate", [("ulaw_8000", 8000), ("alaw_8000", 8000),
+                                       ("mp3", 44100), ("opus", 48000)])
+async def test_coded_formats_stream_intelligible_speech(server: RunningServer, fmt: str,
+                                                        rate: int) -> None:
+    async with await StreamClient.connect(server.ws_url, server.key, audio_format=fmt,
+                                          sample_rate_hz=None) as client:
+        assert (client.ready.format, client.ready.sample_rate) == (fmt, rate)
+        await client.stream_words("c", SENTENCE, 20)
+        await client.close_context("c")
+        record = await client.wait_done("c", timeout_s=60)
+    pcm, decoded_rate = decode(bytes(record.audio), fmt)
+    assert decoded_rate == rate
+    assert 2.0 < len(pcm) / rate < 8.0
+    assert abs(record.done.samples - len(pcm)) < 0.05 * rate  # codec padding aside
+    assert word_overlap(SENTENCE, recognize(pcm, rate)) >= 0.5
