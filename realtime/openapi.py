@@ -343,8 +343,9 @@ def _platform_paths() -> dict[str, Schema]:
         {"name": "voice", "in": "query", "schema": {"type": "string", "default": "piper:joe"},
          "description": "Default voice of new contexts: a stock voice or one of your ready "
                         "profiles."},
-        {"name": "format", "in": "query", "schema": {"enum": ["pcm_s16le"],
-                                                     "default": "pcm_s16le"}},
+        {"name": "format", "in": "query", "schema": {
+            "enum": ["pcm_s16le", "ulaw_8000", "alaw_8000", "mp3", "opus"],
+            "default": "pcm_s16le"}},
         {"name": "sample_rate", "in": "query", "schema": {
             "enum": [8000, 16000, 22050, 24000, 44100, 48000], "default": 24000}},
         {"name": "speed", "in": "query", "schema": {"type": "number", "minimum": 0.5,
@@ -377,6 +378,33 @@ def _platform_paths() -> dict[str, Schema]:
                        responses={"101": {"description": "Switching to the WebSocket "
                                                          "protocol."},
                                   **_errors(400)}),
+        },
+        "/v1/audio/speech": {
+            "post": _op("Create speech", "OpenAI-compatible text to speech: the official `openai` "
+                        "SDK works with `base_url` pointed at Timbre. `model` is accepted but does "
+                        "not pick the engine; OpenAI voice names (alloy, echo, ...) map to "
+                        "`piper:joe`, and any Timbre voice id or your profile id works too. The "
+                        "audio streams as it is synthesised (chunked). Errors use OpenAI's shape "
+                        "`{\"error\": {message, type, param, code}}`.", "OpenAI-compatible",
+                        scope="tts",
+                        body={"required": True, "content": _json({
+                            "type": "object", "required": ["model", "input", "voice"],
+                            "properties": {
+                                "model": {"type": "string"},
+                                "input": {"type": "string", "maxLength": 4096},
+                                "voice": {"type": "string"},
+                                "response_format": {"enum": ["mp3", "opus", "aac", "flac", "wav",
+                                                             "pcm"], "default": "mp3"},
+                                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0,
+                                          "default": 1.0},
+                                "instructions": {"type": "string"}}},
+                            {"model": "tts-1", "input": "Hello there.", "voice": "alloy",
+                             "response_format": "wav"})},
+                        responses={"200": {"description": "The audio, streamed.",
+                                           "content": {"audio/mpeg": {}, "audio/ogg": {},
+                                                       "audio/aac": {}, "audio/flac": {},
+                                                       "audio/wav": {}, "audio/pcm": {}}},
+                                   **_errors(400, 402, 403, 429)}),
         },
         "/healthz": {"get": _op("Health", "The process is up (answers at once, also while "
                                 "engines load).", "Operations", public=True,
