@@ -38,10 +38,12 @@ from realtime.appkeys import (
     VOICE_REGISTRY,
 )
 from realtime.config import AppConfig
+from realtime.elevenlabs import add_elevenlabs_routes, handles_own_auth
 from realtime.metrics import Metrics, StepObserver
 from realtime.openai_speech import add_openai_routes
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
+from realtime.twilio import add_twilio_routes
 from realtime.ws_native import stream_handler
 from session.auth import DEMO_TENANT, ensure_demo_key
 from session.authn import Authenticator, load_jwt_keys
@@ -69,8 +71,9 @@ def bearer_token(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every ``/v1/`` API needs a key (header, or ``?token=`` for browsers)."""
-    if request.path.startswith("/v1/"):
+    """Every ``/v1/`` API needs a key (header, or ``?token=`` for browsers). The ElevenLabs-
+    compatible routes authenticate themselves (``xi-api-key``, or a key in the first message)."""
+    if request.path.startswith("/v1/") and not handles_own_auth(request.path):
         try:
             request[PRINCIPAL] = await request.app[AUTHENTICATOR].authenticate(
                 bearer_token(request))
@@ -236,6 +239,8 @@ def create_app(config: AppConfig) -> web.Application:
         rest_services, jobs=config.jobs, synthesis=config.synthesis, reference=config.reference))
     add_routes(app)
     add_openai_routes(app)
+    add_elevenlabs_routes(app)
+    add_twilio_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -406,6 +406,7 @@ def _platform_paths() -> dict[str, Schema]:
                                                        "audio/wav": {}, "audio/pcm": {}}},
                                    **_errors(400, 402, 403, 429)}),
         },
+        **_compat_paths(),
         "/healthz": {"get": _op("Health", "The process is up (answers at once, also while "
                                 "engines load).", "Operations", public=True,
                                 responses={"200": {"description": "Up.", "content": _json(
@@ -439,6 +440,64 @@ def _platform_paths() -> dict[str, Schema]:
 
 
 @functools.cache
+def _compat_paths() -> dict[str, Schema]:
+    """ElevenLabs-compatible and telephony routes (their own message formats; see the module
+    docstrings of ``realtime.elevenlabs`` and ``realtime.twilio``)."""
+    voice = [_path_param("voice_id", "A Timbre voice id or one of your profile ids "
+                                     "(ElevenLabs' own voice ids are not served).", "piper:joe")]
+    call = [_path_param("call_sid", "The Twilio callSid of a live Media Stream.", "CA0123")]
+    output = {"name": "output_format", "in": "query", "schema": {
+        "type": "string", "default": "mp3_44100_128"},
+        "description": "ElevenLabs format name: pcm_16000, pcm_22050, pcm_24000, pcm_44100, "
+                       "ulaw_8000, mp3_44100_128, ..."}
+    xi = ("Authenticate with the `xi-api-key` header (or `Authorization: Bearer`, or the key in "
+          "the first WebSocket message as ElevenLabs allows).")
+    ws = {"101": {"description": "Switching to the WebSocket protocol."}}
+    tts_body = {"required": True, "content": _json({
+        "type": "object", "required": ["text"],
+        "properties": {"text": {"type": "string"}, "model_id": {"type": "string"},
+                       "voice_settings": {"type": "object"}}}, {"text": "Hello there."})}
+    audio = {"200": {"description": "The audio.", "content": {"audio/mpeg": {}, "audio/pcm": {}}},
+             **_errors(400, 402, 429)}
+    return {
+        "/v1/text-to-speech/{voice_id}": {"post": _op(
+            "ElevenLabs text to speech", "ElevenLabs-compatible synthesis of one text. " + xi,
+            "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output],
+            body=tts_body)},
+        "/v1/text-to-speech/{voice_id}/stream": {"post": _op(
+            "ElevenLabs text to speech stream", "As above, streamed as it is synthesised. " + xi,
+            "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output],
+            body=tts_body)},
+        "/v1/text-to-speech/{voice_id}/stream-input": {"get": _op(
+            "ElevenLabs stream input", "WebSocket in ElevenLabs' stream-input message format "
+            "(initial message, text with flush, empty text to close; audio base64 with "
+            "alignment and isFinal). " + xi, "ElevenLabs-compatible", dict(ws), scope="tts",
+            parameters=[*voice, output])},
+        "/v1/text-to-speech/{voice_id}/multi-stream-input": {"get": _op(
+            "ElevenLabs multi stream input", "WebSocket in ElevenLabs' multi-context format "
+            "(context_id, close_context, close_socket). " + xi, "ElevenLabs-compatible",
+            dict(ws), scope="tts", parameters=[*voice, output])},
+        "/v1/telephony/twilio": {"get": _op(
+            "Twilio media stream", "Twilio Media Streams, bidirectional: point TwiML "
+            "`<Connect><Stream url=\"wss://HOST/v1/telephony/twilio?token=JWT\">` here. "
+            "Speech goes out as paced 20 ms mu-law frames with a mark after each utterance.",
+            "Telephony", dict(ws), scope="tts")},
+        "/v1/calls/{call_sid}/speak": {"post": _op(
+            "Speak on call", "Queue text to speak on a live call of your tenant.", "Telephony",
+            {"202": {"description": "Queued; a mark follows the utterance on the call."},
+             **_errors(400, 404, 413)}, scope="tts", parameters=call,
+            body={"required": True, "content": _json({
+                "type": "object", "required": ["text"],
+                "properties": {"text": {"type": "string"}, "voice": {"type": "string"}}},
+                {"text": "Your table is ready."})})},
+        "/v1/calls/{call_sid}/cancel": {"post": _op(
+            "Cancel call speech", "Stop what the call is saying now (barge-in): queued and "
+            "playing utterances are dropped and Twilio is told to `clear`.", "Telephony",
+            {"200": {"description": "Cancelled."}, **_errors(404)}, scope="tts",
+            parameters=call)},
+    }
+
+
 def _document() -> Schema:
     return {
         "openapi": "3.1.0",

@@ -1,0 +1,77 @@
+"""ElevenLabs' ``POST /v1/text-to-speech/{voice_id}`` and ``.../stream``: the JSON body
+``{"text", "model_id", "voice_settings"}`` in, the audio out, streamed while it is synthesised, in
+the ``output_format`` query value (default ``mp3_44100_128``). Refusals before the audio starts have
+ElevenLabs' shape, ``{"detail": {"status": <code>, "message": ...}}``.
+
+Both paths stream (a whole-file answer is the same bytes); ``voice_settings.speed`` is honoured,
+the other settings, ``model_id``, ``language_code`` and ``seed`` are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from aiohttp import web
+
+from realtime.appkeys import AUTHENTICATOR, LIMITER, METRICS, PROFILES, TENANTS
+from realtime.codecs import parse_output_format
+from realtime.elevenlabs.protocol import (
+    DEFAULT_OUTPUT_FORMAT,
+    ElevenLabsError,
+    VoiceSettings,
+    bearer,
+)
+from realtime.openai_speech import OpenAISpeechRequest, _speak
+from session.authn import Scope
+from session.errors import TimbreError
+from session.tenancy import StreamQuota
+
+MAX_TEXT_CHARS: Final = 5000
+
+
+def parse_body(body: bytes) -> tuple[str, float]:
+    """The text and engine speed of a request body. Raises ElevenLabsError (HTTP 400)."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ElevenLabsError("the body must be a JSON object", "invalid_request") from None
+    if not isinstance(data, dict):
+        raise ElevenLabsError("the body must be a JSON object", "invalid_request")
+    text = data.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ElevenLabsError("'text' is required and must not be empty", "invalid_request")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ElevenLabsError(f"'text' is longer than {MAX_TEXT_CHARS} characters",
+                              "text_too_long")
+    settings = data.get("voice_settings")
+    speed = VoiceSettings.parse(settings).speed if settings is not None else None
+    return text, speed if speed is not None else 1.0
+
+
+def error_response(err: TimbreError) -> web.Response:
+    status = 400 if isinstance(err, ElevenLabsError) else err.http_status
+    return web.json_response({"detail": {"status": err.code, "message": err.message}},
+                             status=status)
+
+
+async def tts_handler(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    try:
+        credential = (request.headers.get("xi-api-key")
+                      or bearer(request.headers.get("Authorization")))
+        principal = await app[AUTHENTICATOR].authenticate(credential)
+        principal.require(Scope.TTS)
+        text, speed = parse_body(await request.read())
+        voice_id = request.match_info["voice_id"]
+        voice = await app[PROFILES].resolve(principal.tenant, voice_id)
+        fmt = parse_output_format(request.query.get("output_format", DEFAULT_OUTPUT_FORMAT))
+        quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, fmt.codec)
+    except TimbreError as err:
+        app[METRICS].errors.labels(err.code).inc()
+        return error_response(err)
+    params = OpenAISpeechRequest("elevenlabs", text, voice_id, fmt.codec, speed)
+    try:
+        return await _speak(request, principal, params, voice, fmt, quota)
+    finally:
+        await quota.close()
