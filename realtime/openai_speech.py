@@ -261,14 +261,17 @@ async def speech_handler(request: web.Request) -> web.StreamResponse:
     except TimbreError as err:
         return _refuse(app[METRICS], as_openai_error(err))
     try:
-        return await _speak(request, principal, params, voice, fmt, quota)
+        return await stream_speech(request, principal, params, voice, fmt, quota)
     finally:
         await quota.close()
 
 
-async def _speak(request: web.Request, principal: Principal, params: OpenAISpeechRequest,
-                 voice: ResolvedVoice, fmt: OutputFormat,
-                 quota: StreamQuota) -> web.StreamResponse:
+async def stream_speech(request: web.Request, principal: Principal,
+                        params: OpenAISpeechRequest, voice: ResolvedVoice, fmt: OutputFormat,
+                        quota: StreamQuota) -> web.StreamResponse:
+    """Speak one whole text and stream it encoded as ``fmt`` (shared by the OpenAI- and
+    ElevenLabs-compatible HTTP endpoints). Refusals before the first audio are raised as
+    TimbreError for the caller to shape; later ones end the response early."""
     app = request.app
     metrics = app[METRICS]
     speech = Speech(SpeechRequest(params.input, voice, params.speed), app[CATALOG],

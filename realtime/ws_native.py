@@ -339,7 +339,7 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
         await _refuse(ws, metrics, with_close(err, err.close_code or 4403))
         return ws
     tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE],
-                      _audit_use(app, principal.tenant, principal.key_id))
+                      audit_use(app, principal.tenant, principal.key_id))
     try:
         await _serve(ws, request, params, voice, tenancy)
     finally:
@@ -347,7 +347,8 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _audit_use(app: web.Application, tenant: TenantId, actor: str) -> Callable[[str], None]:
+def audit_use(app: web.Application, tenant: TenantId, actor: str) -> Callable[[str], None]:
+    """A function that records, in the background, that a voice profile was used (audit log)."""
     service = app[VOICE_SERVICE]
     pending: set[asyncio.Task[None]] = set()
 

@@ -55,7 +55,7 @@ from realtime.elevenlabs.protocol import (
     serialize,
 )
 from realtime.metrics import Metrics
-from realtime.ws_native import Tenancy, _audit_use
+from realtime.ws_native import Tenancy, audit_use
 from session.authn import Principal, Scope
 from session.context import (
     Context,
@@ -310,7 +310,7 @@ async def _handle(request: web.Request, *, multi: bool) -> web.StreamResponse:
         await _refuse(ws, app[METRICS], err)
         return ws
     tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE],
-                      _audit_use(app, principal.tenant, principal.key_id))
+                      audit_use(app, principal.tenant, principal.key_id))
     try:
         await _serve(ws, request, protocol, query, fmt, voice, tenancy, first)
     finally:

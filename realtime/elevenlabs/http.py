@@ -22,7 +22,7 @@ from realtime.elevenlabs.protocol import (
     VoiceSettings,
     bearer,
 )
-from realtime.openai_speech import OpenAISpeechRequest, _speak
+from realtime.openai_speech import OpenAISpeechRequest, stream_speech
 from session.authn import Scope
 from session.errors import TimbreError
 from session.tenancy import StreamQuota
@@ -72,6 +72,6 @@ async def tts_handler(request: web.Request) -> web.StreamResponse:
         return error_response(err)
     params = OpenAISpeechRequest("elevenlabs", text, voice_id, fmt.codec, speed)
     try:
-        return await _speak(request, principal, params, voice, fmt, quota)
+        return await stream_speech(request, principal, params, voice, fmt, quota)
     finally:
         await quota.close()
