@@ -270,8 +270,8 @@ async def stream_speech(request: web.Request, principal: Principal,
                         params: OpenAISpeechRequest, voice: ResolvedVoice, fmt: OutputFormat,
                         quota: StreamQuota) -> web.StreamResponse:
     """Speak one whole text and stream it encoded as ``fmt`` (shared by the OpenAI- and
-    ElevenLabs-compatible HTTP endpoints). Refusals before the first audio are raised as
-    TimbreError for the caller to shape; later ones end the response early."""
+    ElevenLabs-compatible HTTP endpoints). A refusal before the first audio is answered as an
+    HTTP error in OpenAI's shape; a later one ends the response early (truncated body)."""
     app = request.app
     metrics = app[METRICS]
     speech = Speech(SpeechRequest(params.input, voice, params.speed), app[CATALOG],
@@ -302,7 +302,8 @@ async def stream_speech(request: web.Request, principal: Principal,
         pass  # the client left mid-stream; leaving the ``async with`` cancelled its context
     finally:
         encoder.close()  # frees the codec of a stream that did not finish
-    assert response is not None
+    if response is None:  # the client left before the first audio: nobody reads an answer
+        return web.Response(status=499, reason="Client Closed Request")
     return response
 
 

@@ -6,6 +6,12 @@ encodes it to 8 kHz mu-law, cuts 20 ms frames and sends them paced by ``FramePac
 ``mark`` named after the utterance. ``cancel`` drops the queue, stops the utterance playing (its
 remaining frames are never sent), and only then sends ``clear``, so no frame follows the clear.
 
+An utterance spoken with a voice profile (``v_...``) is registered in ``LiveVoices`` while it
+plays, and its use is audited when it starts. The profile is resolved again at that moment, so an
+utterance queued before its profile was revoked is refused rather than spoken; revoking the profile
+while it plays stops it at once (no further frame) and sends ``clear``, as ``cancel`` does, but
+leaves the rest of the queue alone.
+
 Synthesis refusals while speaking (quota used up, server busy, a revoked voice) skip that utterance:
 they are counted in ``timbre_errors{code}`` and no mark is sent for it.
 """
@@ -27,12 +33,12 @@ from realtime.codecs import make_encoder, parse_output_format
 from realtime.metrics import Metrics
 from realtime.twilio.pacer import FramePacer, FrameSplitter, PacingSettings
 from realtime.twilio.protocol import TwilioStream
+from realtime.ws_native import Tenancy
 from session.errors import TimbreError
 from session.ids import TenantId
 from session.session import SessionConfig
 from session.speech import Speech, SpeechRequest
-from session.tenancy import StreamQuota
-from session.voices import ResolvedVoice, VoiceCatalog
+from session.voices import PROFILE_PREFIX, ResolvedVoice, VoiceCatalog, VoiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +72,24 @@ class Call:
     """A call's speech. ``run`` is its speaker task; ``speak``/``cancel`` come from HTTP handlers
     on the same event loop; ``played`` holds the marks Twilio echoed back (in order)."""
 
-    def __init__(self, tenant: TenantId, stream: TwilioStream, send: Send, voice: ResolvedVoice,
-                 quota: StreamQuota, services: CallServices) -> None:
+    def __init__(self, stream: TwilioStream, send: Send, voice: ResolvedVoice, tenancy: Tenancy,
+                 services: CallServices) -> None:
         start = stream.start
         assert start is not None, "a call exists once its stream has started"
-        self.tenant = tenant
+        self.tenant = tenancy.tenant
         self.call_sid = start.call_sid
         self.stream = stream
         self.voice = voice
         self._send = send
-        self._quota = quota
+        self._tenancy = tenancy
         self._services = services
         self._pacer = FramePacer(services.pacing)
         self._queue: asyncio.Queue[Utterance] = asyncio.Queue()
         self._turn = asyncio.Lock()
         self._generation = 0
         self._current: asyncio.Task[None] | None = None
+        self._revoked: VoiceUnavailable | None = None
+        """Why the utterance playing was stopped by ``LiveVoices`` (its profile was revoked)."""
         self._ids = itertools.count(1)
         self.played: list[str] = []
 
@@ -114,19 +122,62 @@ class Call:
             async with self._turn:
                 if utterance.generation != self._generation:
                     continue  # queued before a cancel that ran while we waited for the turn
-                current = self._current = asyncio.create_task(self._play(utterance))
-                try:
-                    await asyncio.wait({current})
-                finally:
-                    if not current.done():  # the call is ending: stop the utterance too
-                        current.cancel()
-                        await asyncio.wait({current})
-                    self._current = None
+                await self._take_turn(utterance)
+
+    async def _take_turn(self, utterance: Utterance) -> None:
+        """Play one utterance (holding the turn); if its voice was revoked meanwhile, clear."""
+        current = self._current = asyncio.create_task(self._play(utterance))
+        try:
+            await asyncio.wait({current})
+        finally:
+            if not current.done():  # the call is ending: stop the utterance too
+                current.cancel()
+                await asyncio.wait({current})
+            self._current = None
+        revoked, self._revoked = self._revoked, None
+        if revoked is not None:
+            self._services.metrics.errors.labels(revoked.code).inc()
+            log.info("call %s: utterance %s stopped: %s", self.call_sid, utterance.utterance_id,
+                     revoked.message)
+            self._pacer.reset()
+            await self._send(self.stream.clear())
 
     async def _play(self, utterance: Utterance) -> None:
+        unregister = self._watch_profile(utterance)
+        try:
+            voice = await self._tenancy.profiles.resolve(self.tenant, utterance.voice.voice_id)
+            if voice.voice_id.startswith(PROFILE_PREFIX):
+                self._tenancy.record_use(voice.voice_id)
+            await self._speak(utterance, voice)
+        except TimbreError as err:
+            self._services.metrics.errors.labels(err.code).inc()
+            log.info("call %s: utterance %s failed: %s", self.call_sid, utterance.utterance_id,
+                     err.message)
+        finally:
+            unregister()
+
+    def _watch_profile(self, utterance: Utterance) -> Callable[[], None]:
+        """Register the utterance (the running ``_play`` task) in ``LiveVoices`` when it speaks
+        with a profile; returns the unregister function. Registered before the profile is
+        resolved again, so a revocation in between is not missed."""
+        voice_id = utterance.voice.voice_id
+        if not voice_id.startswith(PROFILE_PREFIX):
+            return lambda: None
+        task = asyncio.current_task()
+        assert task is not None
+
+        def end(reason: str) -> None:
+            if not task.done() and self._current is task:
+                self._revoked = VoiceUnavailable(reason)
+                task.cancel()
+
+        return self._tenancy.live.add(self.tenant, voice_id, end)
+
+    async def _speak(self, utterance: Utterance, voice: ResolvedVoice) -> None:
+        """Synthesise, encode and send the utterance paced, then its mark. Raises TimbreError."""
         metrics = self._services.metrics
-        speech = Speech(SpeechRequest(utterance.text, utterance.voice), self._services.catalog,
-                        self._services.session_config, self._quota)
+        speech = Speech(SpeechRequest(utterance.text, voice), self._services.catalog,
+                        self._services.session_config, self._tenancy.quota)
         encoder = make_encoder(ULAW_8000, speech.sample_rate_hz)
         splitter = FrameSplitter()
         metrics.active_contexts.inc()
@@ -136,10 +187,6 @@ class Call:
                     await self._send_frames(splitter.push(encoder.encode(chunk)))
                 await self._send_frames(splitter.push(encoder.finish()) + splitter.flush())
             await self._send(self.stream.mark(utterance.utterance_id))
-        except TimbreError as err:
-            metrics.errors.labels(err.code).inc()
-            log.info("call %s: utterance %s failed: %s", self.call_sid, utterance.utterance_id,
-                     err.message)
         finally:
             encoder.close()
             metrics.active_contexts.dec()

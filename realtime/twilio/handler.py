@@ -16,13 +16,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import WSMsgType, web
 
-from realtime.appkeys import CONFIG, LIMITER, METRICS, PRINCIPAL, PROFILES, TENANTS
+from realtime.appkeys import (
+    CONFIG,
+    LIMITER,
+    LIVE,
+    METRICS,
+    PRINCIPAL,
+    PROFILES,
+    TENANTS,
+    VOICE_SERVICE,
+)
 from realtime.twilio.call import Call, CallRegistry, CallServices
 from realtime.twilio.protocol import Dtmf, Mark, Start, Stop, TwilioStream
+from realtime.ws_native import Tenancy
 from session.authn import Principal, Scope
 from session.errors import BadRequest, TextTooLong, TimbreError
 from session.tenancy import StreamQuota
@@ -93,7 +103,9 @@ async def _serve_call(ws: web.WebSocketResponse, stream: TwilioStream, start: St
     voice_id = start.custom_parameters.get(VOICE_PARAMETER, app[CONFIG].session.default_voice)
     voice = await app[PROFILES].resolve(principal.tenant, voice_id)
     quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, "pcm_mulaw")
-    call = Call(principal.tenant, stream, ws.send_str, voice, quota, app[CALL_SERVICES])
+    tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE],
+                      _audit_use(app, principal, start.call_sid))
+    call = Call(stream, ws.send_str, voice, tenancy, app[CALL_SERVICES])
     try:
         if not registry.add(call):
             raise CallExists(f"call {call.call_sid} already has a live stream")
@@ -108,6 +120,21 @@ async def _serve_call(ws: web.WebSocketResponse, stream: TwilioStream, start: St
             await asyncio.gather(speaker, return_exceptions=True)
     finally:
         await quota.close()
+
+
+def _audit_use(app: web.Application, principal: Principal,
+               call_sid: str) -> Callable[[str], None]:
+    """Audit an utterance starting to speak with a voice profile (in the background)."""
+    service = app[VOICE_SERVICE]
+    pending: set[asyncio.Task[None]] = set()
+
+    def record(voice_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(service.record_use(
+            principal.tenant, voice_id, principal.key_id, {"via": "twilio", "call_sid": call_sid}))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return record
 
 
 async def _read_call(ws: web.WebSocketResponse, stream: TwilioStream, call: Call,

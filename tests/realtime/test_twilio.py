@@ -1,8 +1,9 @@
 """Twilio calls end to end: a fake Twilio (an aiohttp WebSocket client) connects to a real server
 with a minted ``?token=``, starts a stream, and the test drives it over HTTP like an application
 would: speech arrives as paced 160-byte mu-law frames a recogniser understands, then the
-utterance's mark; cancel sends ``clear`` and no frame after it; malformed frames leave the call
-alive; calls are found only in their own tenant."""
+utterance's mark; cancel sends ``clear`` and no frame after it; revoking a voice profile stops the
+utterance speaking with it (``clear``, no mark) and the queued ones using it; malformed frames leave
+the call alive; calls are found only in their own tenant."""
 
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ from realtime.twilio.protocol import (
     to_wire,
 )
 from session.auth import DEMO_TENANT
+from session.db import Stores, open_database
 from session.ids import TenantId
+from session.store.audit import AuditAction
 from tests.asr import recognize, word_overlap
+from tests.realtime.test_stream_tenancy import ready_profile
 from tests.server import RunningServer, ServerThread
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
@@ -110,10 +114,18 @@ async def _until_live(http: aiohttp.ClientSession, server: RunningServer, call_s
 
 
 async def _speak(http: aiohttp.ClientSession, server: RunningServer, call_sid: str,
-                 text: str) -> aiohttp.ClientResponse:
-    async with http.post(f"{server.url}/v1/calls/{call_sid}/speak", json={"text": text}) as resp:
+                 text: str, voice: str | None = None) -> aiohttp.ClientResponse:
+    body = {"text": text} if voice is None else {"text": text, "voice": voice}
+    async with http.post(f"{server.url}/v1/calls/{call_sid}/speak", json=body) as resp:
         await resp.read()
         return resp
+
+
+@pytest.fixture
+async def stores(server: RunningServer) -> AsyncIterator[Stores]:
+    db = open_database(server.mongo_url)
+    yield Stores.over(db)
+    db.client.close()
 
 
 @pytest.fixture
@@ -165,6 +177,37 @@ async def test_cancel_clears_and_no_frame_follows(
     # the call still speaks afterwards
     assert (await _speak(http, server, call.call_sid, "Hello again.")).status == 202
     assert isinstance(await call.next(), OutboundMedia)
+
+
+async def test_revoking_a_profile_stops_its_speech_on_the_call_at_once(
+        call: FakeTwilio, http: aiohttp.ClientSession, server: RunningServer,
+        stores: Stores) -> None:
+    voice = await ready_profile(stores, DEMO_TENANT, "caller")
+    url = f"{server.url}/v1/calls/{call.call_sid}"
+    async with http.post(f"{url}/speak", json={"text": LONG_TEXT, "voice": voice}) as resp:
+        assert resp.status == 202
+        playing = (await resp.json())["mark"]
+    assert (await _speak(http, server, call.call_sid, SENTENCE, voice)).status == 202  # queued
+    async with http.post(f"{url}/speak", json={"text": "Back to the stock voice."}) as resp:
+        after = (await resp.json())["mark"]
+    for _ in range(10):
+        assert isinstance(await call.next(), OutboundMedia)
+    async with http.post(f"{server.url}/v1/voices/{voice}/revoke") as resp:
+        assert resp.status == 200, await resp.text()
+    while not isinstance(message := await call.next(), Clear):
+        assert isinstance(message, OutboundMedia)  # sent before the revocation
+    # what follows the clear is only the stock-voice utterance: the queued one was refused
+    frames = 0
+    while not isinstance(message := await call.next(), OutboundMark):
+        frames += 1
+    assert message.name == after and message.name != playing
+    assert 0 < frames < 150  # about two seconds: not the refused sentence as well
+    async with http.post(f"{url}/speak", json={"text": "Hi.", "voice": voice}) as resp:
+        assert resp.status == 409
+        assert (await resp.json())["error"]["code"] == "voice_unavailable"
+    uses = [e for e in await stores.audit.list(DEMO_TENANT, subject=voice)
+            if e.action is AuditAction.VOICE_USE]
+    assert [dict(e.details) for e in uses] == [{"via": "twilio", "call_sid": call.call_sid}]
 
 
 async def test_malformed_frames_are_dropped_and_the_call_goes_on(
@@ -243,7 +286,7 @@ def test_registry_finds_calls_only_in_their_own_tenant(tmp_path: Path) -> None:
     call = _Call()
     assert registry.add(call)  # type: ignore[arg-type]
     assert not registry.add(call)  # type: ignore[arg-type]
-    assert registry.get(TenantId("t_a"), "CA1") is call
+    assert registry.get(TenantId("t_a"), "CA1") is call  # type: ignore[comparison-overlap]
     assert registry.get(TenantId("t_b"), "CA1") is None
     registry.remove(call)  # type: ignore[arg-type]
     assert registry.get(TenantId("t_a"), "CA1") is None and len(registry) == 0
