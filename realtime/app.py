@@ -44,6 +44,7 @@ from realtime.openai_speech import add_openai_routes
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.twilio import add_twilio_routes
+from realtime.webrtc import add_webrtc_routes
 from realtime.ws_native import stream_handler
 from session.auth import DEMO_TENANT, ensure_demo_key
 from session.authn import Authenticator, load_jwt_keys
@@ -241,6 +242,7 @@ def create_app(config: AppConfig) -> web.Application:
     add_openai_routes(app)
     add_elevenlabs_routes(app)
     add_twilio_routes(app)
+    add_webrtc_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

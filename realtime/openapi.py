@@ -482,6 +482,21 @@ def _compat_paths() -> dict[str, Schema]:
             "`<Connect><Stream url=\"wss://HOST/v1/telephony/twilio?token=JWT\">` here. "
             "Speech goes out as paced 20 ms mu-law frames with a mark after each utterance.",
             "Telephony", dict(ws), scope="tts")},
+        "/v1/webrtc/offer": {"post": _op(
+            "WebRTC offer", "Send an SDP offer (with an audio m-line; open a data channel): the "
+            "answer carries every ICE candidate. Speech arrives on an Opus audio track paced in "
+            "real time (silence between utterances); the data channel carries the native "
+            "protocol's JSON messages (text, flush, close_context, cancel in; ready, "
+            "context_started, alignment, context_done, error out).", "WebRTC",
+            {"200": {"description": "The SDP answer.", "content": _json({
+                "type": "object", "properties": {"sdp": {"type": "string"},
+                                                 "type": {"const": "answer"}}})},
+             **_errors(400, 403, 503)}, scope="tts",
+            body={"required": True, "content": _json({
+                "type": "object", "required": ["sdp", "type"],
+                "properties": {"sdp": {"type": "string"}, "type": {"const": "offer"},
+                               "voice": {"type": "string"}, "speed": {"type": "number"}}},
+                {"sdp": "v=0 ...", "type": "offer", "voice": "piper:joe"})})},
         "/v1/calls/{call_sid}/speak": {"post": _op(
             "Speak on call", "Queue text to speak on a live call of your tenant.", "Telephony",
             {"202": {"description": "Queued; a mark follows the utterance on the call."},
