@@ -67,7 +67,8 @@ def bearer_token(request: web.Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query.get("token") or None
+    # ElevenLabs' clients send their key as ``xi-api-key`` on every HTTP API.
+    return request.headers.get("xi-api-key", "").strip() or request.query.get("token") or None
 
 
 @web.middleware

@@ -275,15 +275,25 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+def elevenlabs_voice_fields(category: str, *, is_owner: bool) -> dict[str, Any]:
+    """The fields ElevenLabs' ``GET /v1/voices`` gives each voice, beside ours (``voice_id`` and
+    ``name`` are shared), so their SDKs and plugins can read our listing on the same path."""
+    return {"category": category, "labels": {}, "description": None, "preview_url": None,
+            "settings": None, "samples": None, "available_for_tiers": [],
+            "high_quality_base_model_ids": [], "is_owner": is_owner}
+
+
 def stock_voice_json(voice_id: str) -> dict[str, Any]:
     engine, _, name = voice_id.partition(":")
     return {"voice_id": voice_id, "kind": "stock", "name": name, "engine": engine,
-            "status": "ready"}
+            "status": "ready", **elevenlabs_voice_fields("premade", is_owner=False)}
 
 
 def voice_json(profile: VoiceProfile) -> dict[str, Any]:
     similarity = profile.engine_params.get("base_similarity")
     return {
+        **elevenlabs_voice_fields("cloned", is_owner=True),
+        "created_at_unix": int(profile.created_at.timestamp()),
         "voice_id": profile.voice_id, "kind": "profile", "name": profile.name,
         "status": profile.status.value, "error": profile.error,
         "base_voice": speaking_voice(profile),
