@@ -94,8 +94,11 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Voice": {
         "type": "object",
-        "description": "A voice profile of the tenant. Until real cloning lands (issue 4) a profile "
-                       "speaks with the stock voice closest to its reference (`base_voice`).",
+        "description": "A voice profile of the tenant. Without a cloning engine (XTTS) a profile "
+                       "speaks with the stock voice closest to its reference (`base_voice`). "
+                       "Every voice also carries ElevenLabs' fields (`category`, `labels`, "
+                       "`description`, `preview_url`, `settings`, ...), so ElevenLabs clients "
+                       "can read the same list (docs/elevenlabs.md).",
         "properties": {
             "voice_id": {"type": "string", "example": "v_0123456789abcdef"},
             "kind": {"const": "profile"}, "name": {"type": "string", "example": "Narrator"},
@@ -106,7 +109,11 @@ SCHEMAS: dict[str, Schema] = {
                                 "description": "Speaker-embedding cosine to the base voice."},
             "reference_files": {"type": "integer"},
             "consent_id": {"type": "string"},
-            "created_at": ISO_TIME, "updated_at": ISO_TIME},
+            "created_at": ISO_TIME, "updated_at": ISO_TIME,
+            "category": {"enum": ["premade", "cloned"],
+                         "description": "ElevenLabs' field: stock voices are premade."},
+            "labels": {"type": "object"},
+            "is_owner": {"type": "boolean"}},
     },
     "VoiceDetail": {
         "allOf": [_ref("Voice"), {"type": "object", "properties": {
