@@ -390,7 +390,7 @@ async def _serve(ws: web.WebSocketResponse, request: web.Request, params: Stream
     bridge = NativeBridge(session, protocol, output, params, metrics, tenancy)
     holder.append(bridge)
     metrics.active_sessions.inc()
-    writer = asyncio.create_task(_write(ws, output))
+    writer = asyncio.create_task(drain_output(ws, output))
     try:
         output.put(Ready(session.session_id, PROTOCOL_VERSION, voice.voice_id, params.format,
                          params.sample_rate).to_wire())
@@ -453,7 +453,9 @@ async def _finish(ws: web.WebSocketResponse, bridge: NativeBridge, output: Outpu
         await ws.close(code=code, message=(err.code if err else "bye").encode())
 
 
-async def _write(ws: web.WebSocketResponse, output: OutputBuffer) -> None:
+async def drain_output(ws: web.WebSocketResponse, output: OutputBuffer) -> None:
+    """The writer task of a WebSocket session: send queued frames until the buffer is closed and
+    empty or the socket goes away (shared by the native and ElevenLabs-compatible handlers)."""
     while True:
         frame = await output.get()
         if frame is None or ws.closed:

@@ -55,7 +55,7 @@ from realtime.elevenlabs.protocol import (
     serialize,
 )
 from realtime.metrics import Metrics
-from realtime.ws_native import Tenancy, audit_use
+from realtime.ws_native import Tenancy, audit_use, drain_output
 from session.authn import Principal, Scope
 from session.context import (
     Context,
@@ -364,7 +364,7 @@ async def _serve(ws: web.WebSocketResponse, request: web.Request, protocol: Elev
     bridge = ElevenLabsBridge(session, protocol, output, fmt, metrics, tenancy)
     holder.append(bridge)
     metrics.active_sessions.inc()
-    writer = asyncio.create_task(_write(ws, output))
+    writer = asyncio.create_task(drain_output(ws, output))
     reader = asyncio.create_task(_read(ws, bridge, query, first))
     ended = asyncio.create_task(bridge.ended.wait())
     try:
@@ -429,17 +429,3 @@ async def _finish(ws: web.WebSocketResponse, bridge: ElevenLabsBridge, output: O
     if not ws.closed:
         code = 1000 if err is None else POLICY_VIOLATION
         await ws.close(code=code, message=(err.code if err else "").encode()[:120])
-
-
-async def _write(ws: web.WebSocketResponse, output: OutputBuffer) -> None:
-    while True:
-        frame = await output.get()
-        if frame is None or ws.closed:
-            return
-        try:
-            if isinstance(frame, bytes):
-                await ws.send_bytes(frame)
-            else:
-                await ws.send_str(frame)
-        except (ConnectionResetError, RuntimeError):
-            return
