@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from inference.engine import SynthesisUnit
-from inference.scheduler import (
+from inference.scheduler import Scheduler
+from inference.scheduling import (
     Refusal,
-    Scheduler,
     SchedulerConfig,
     SchedulerState,
     StreamEvent,
