@@ -29,6 +29,7 @@ from realtime.appkeys import (
 from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES
 from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
 from realtime.metrics import Metrics
+from realtime.native_connection import NativeProtocol
 from realtime.protocol import (
     Alignment,
     CancelMessage,
@@ -38,7 +39,6 @@ from realtime.protocol import (
     ContextDone,
     ContextStarted,
     FlushMessage,
-    NativeProtocol,
     Ready,
     ReportMessage,
     TextMessage,

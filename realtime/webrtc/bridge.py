@@ -18,8 +18,9 @@ import math
 from collections.abc import Callable
 
 from realtime.metrics import Metrics
-from realtime.protocol import ConfigMessage, NativeProtocol
-from realtime.protocol import ContextState as WireState
+from realtime.native_connection import ContextState as WireState
+from realtime.native_connection import NativeProtocol
+from realtime.protocol import ConfigMessage
 from realtime.webrtc.track import FRAME_SAMPLES, SAMPLE_RATE_HZ, SpeechTrack
 from realtime.ws_native import NativeBridge, StreamParams, Tenancy, _ContextOutput
 from session.context import ContextFinished

@@ -25,7 +25,8 @@ from realtime.appkeys import (
     PROFILES,
     TENANTS,
 )
-from realtime.protocol import NativeProtocol, Ready
+from realtime.native_connection import NativeProtocol
+from realtime.protocol import Ready
 from realtime.webrtc.bridge import RtcBridge, track_params
 from realtime.webrtc.call import CallRegistry, CallSettings, RtcCall
 from realtime.webrtc.track import SpeechTrack

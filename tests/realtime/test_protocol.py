@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realtime.audio import SUPPORTED_SAMPLE_RATES
+from realtime.native_connection import ContextState, InvalidContextState, NativeProtocol
 from realtime.protocol import (
     Alignment,
     AudioFrame,
@@ -20,11 +21,8 @@ from realtime.protocol import (
     ConfigMessage,
     ContextDone,
     ContextStarted,
-    ContextState,
     ErrorMessage,
     FlushMessage,
-    InvalidContextState,
-    NativeProtocol,
     Ready,
     ReportMessage,
     ServerMessage,
