@@ -41,6 +41,8 @@ class SynthesisUnit:
     speed: float = 1.0
     style: tuple[float, ...] | None = None
     """Engine-specific voice parameters (e.g. a Kokoro style vector); None for stock voices."""
+    language: str | None = None
+    """Language code for engines that speak several (Kokoro); None: the voice's default."""
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,10 @@ class ServerThread:
     def __init__(self, data_dir: Path, **sections: Any) -> None:
         port = free_port()
         config = AppConfig(server=ServerConfig(host="127.0.0.1", port=port, data_dir=data_dir))
+        # Kokoro costs 10-15 s of CPU to load, warm and calibrate: a test server runs it only when
+        # the test asks (``kokoro={"enabled": True}``).
+        config = dataclasses.replace(
+            config, kokoro=dataclasses.replace(config.kokoro, enabled=False))
         for name, values in sections.items():
             config = dataclasses.replace(
                 config, **{name: dataclasses.replace(getattr(config, name), **values)})
