@@ -1,0 +1,148 @@
+"""The streaming applier: base-voice audio in, converted audio out, chunk by chunk.
+
+Two stages, each with explicit state and output that does not depend on the chunking:
+
+1. ``StreamResampler`` by ``pitch_ratio`` (pitch and formants up or down; the base voice was asked
+   to speak correspondingly slower, so durations come back);
+2. a filter on the resampled audio's own STFT (1024-point sqrt-Hann frames, hop 256): each
+   frame's envelope class posteriors pick a log-power gain per mel band, averaged over
+   ``smoothing_frames`` frames centred on the frame (so it waits for that many frames of
+   lookahead), spread over the FFT bins and applied to the magnitude; the phase is the base's.
+   Overlap-add resynthesis; silence in, silence out.
+
+Latency: the filter holds back ``N_FFT - HOP + (smoothing_frames // 2) * HOP`` samples (about
+75 ms at 24 kHz with 9 frames), the resampler 16 input samples. Cost: one rfft/irfft pair and a
+few small matrix products per 256 samples (well under 1 % of a core at 24 kHz on this CPU; the
+benchmark measures it). ``feed`` returns whatever is final so far (possibly nothing); ``flush``
+returns the rest, so ``feed(a) + feed(b) + flush()`` equals ``feed(a + b) + flush()`` to float
+rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.conversion import dsp
+from inference.conversion.model import ConversionParams
+from inference.conversion.resample import StreamResampler
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+class SpectralFilter:
+    """The filter stage alone (no resampling); see the module note."""
+
+    def __init__(self, params: ConversionParams) -> None:
+        self._params = params
+        self._half = params.smoothing_frames // 2
+        self._to_bins = dsp.band_to_bins(params.sample_rate_hz)
+        self._offsets = params.offsets * params.strength
+        self._warp = dsp.warp_operator(params.sample_rate_hz, params.warp).T * params.strength
+        pad = dsp.N_FFT - dsp.HOP
+        self._input = np.zeros(pad, dtype=np.float64)  # leading zeros: first samples get full OLA
+        self._input_start = 0  # absolute index (padded signal) of _input[0]
+        self._received = 0  # real samples received
+        self._spectra = np.zeros((0, dsp.N_FFT // 2 + 1), dtype=np.complex128)  # not yet synthesised
+        self._deltas = np.zeros((0, dsp.N_MELS))  # raw band gains of frames from _delta_start
+        self._delta_start = 0
+        self._next_frame = 0  # next frame to analyse
+        self._next_synth = 0  # next frame to synthesise
+        self._ola = np.zeros(0, dtype=np.float64)  # overlap-add buffer from sample _ola_start
+        self._ola_start = 0
+        self._pad = pad
+
+    def feed(self, chunk: F32) -> F32:
+        data = np.asarray(chunk, dtype=np.float64).reshape(-1)
+        self._input = np.concatenate([self._input, data])
+        self._received += len(data)
+        self._analyse()
+        return self._synthesise(final=False)
+
+    def flush(self) -> F32:
+        # silence after the end so the last samples get full overlap-add
+        tail = np.zeros(self._pad + dsp.HOP, dtype=np.float64)
+        self._input = np.concatenate([self._input, tail])
+        self._analyse()
+        return self._synthesise(final=True)
+
+    def _analyse(self) -> None:
+        total = self._input_start + len(self._input)
+        count = (total - dsp.N_FFT) // dsp.HOP + 1 - self._next_frame
+        if count <= 0:
+            return
+        offset = self._next_frame * dsp.HOP - self._input_start
+        idx = offset + np.arange(count)[:, None] * dsp.HOP + np.arange(dsp.N_FFT)[None, :]
+        spectra = np.fft.rfft(self._input[idx] * dsp.window(), axis=1)
+        power = np.abs(spectra) ** 2
+        logmel = dsp.log_mel(power, self._params.sample_rate_hz)
+        post = self._params.posteriors(dsp.cepstra(logmel))
+        self._deltas = np.concatenate([self._deltas, logmel @ self._warp + post @ self._offsets])
+        self._spectra = np.concatenate([self._spectra, spectra])
+        self._next_frame += count
+        drop = self._next_frame * dsp.HOP - self._input_start
+        if drop > 0:
+            self._input = self._input[drop:]
+            self._input_start += drop
+
+    def _synthesise(self, final: bool) -> F32:
+        first = self._next_synth
+        last = self._next_frame if final else self._next_frame - self._half
+        if last > first:
+            # centred moving average of the raw band gains, clipped at the ends of the stream
+            lo = np.maximum(np.arange(first, last) - self._half, 0) - self._delta_start
+            hi = np.minimum(np.arange(first, last) + self._half + 1, self._next_frame)
+            hi = hi - self._delta_start
+            cum = np.concatenate([np.zeros((1, dsp.N_MELS)), np.cumsum(self._deltas, axis=0)])
+            band = (cum[hi] - cum[lo]) / (hi - lo)[:, None]
+            gains = np.exp(0.5 * (band @ self._to_bins.T))
+            spectra = self._spectra[: last - first] * gains
+            self._spectra = self._spectra[last - first:]
+            frames = np.fft.irfft(spectra, n=dsp.N_FFT, axis=1) * (dsp.window() * 0.5)
+            end = last * dsp.HOP + dsp.N_FFT - dsp.HOP - self._ola_start
+            if end > len(self._ola):
+                self._ola = np.concatenate([self._ola, np.zeros(end - len(self._ola))])
+            for k, frame in enumerate(frames):
+                at = (first + k) * dsp.HOP - self._ola_start
+                self._ola[at:at + dsp.N_FFT] += frame
+            self._next_synth = last
+            keep = max(0, last - self._half) - self._delta_start
+            if keep > 0:
+                self._deltas = self._deltas[keep:]
+                self._delta_start += keep
+        # samples before the next frame to synthesise are final (all frames over them are added)
+        ready_to = min(self._next_synth * dsp.HOP, self._pad + self._received)
+        if final:
+            ready_to = self._pad + self._received
+        if ready_to <= self._ola_start:
+            return np.zeros(0, dtype=np.float32)
+        out = self._ola[: ready_to - self._ola_start]
+        skip = max(0, self._pad - self._ola_start)  # the leading pad is not part of the output
+        self._ola = self._ola[ready_to - self._ola_start:]
+        self._ola_start = ready_to
+        return out[skip:].astype(np.float32)
+
+
+class StreamingConverter:
+    """Resampler then filter, for one stream; create one per synthesis request."""
+
+    def __init__(self, params: ConversionParams) -> None:
+        self.params = params
+        self._resampler = StreamResampler(params.pitch_ratio)
+        self._filter = SpectralFilter(params)
+
+    def feed(self, chunk: F32) -> F32:
+        """Converted audio that is final so far (may be empty)."""
+        return self._filter.feed(self._resampler.feed(chunk))
+
+    def flush(self) -> F32:
+        """The rest of the converted audio; the converter is spent afterwards."""
+        tail = self._filter.feed(self._resampler.flush())
+        return np.concatenate([tail, self._filter.flush()])
+
+
+def convert(params: ConversionParams, audio: F32) -> F32:
+    """One-pass conversion of a whole clip (the reference for streaming)."""
+    stream = StreamingConverter(params)
+    return np.concatenate([stream.feed(audio), stream.flush()])
