@@ -12,7 +12,7 @@ DATA_DIR ?= ./data
 # pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: serve test test-fast install lint typecheck clean
+.PHONY: serve test test-fast install lint typecheck clean compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,23 @@ $(STAMP): pyproject.toml $(wildcard requirements/*.txt) | $(BIN)/python
 
 install: $(STAMP)
 
+# Pipecat and LiveKit Agents, for tests/realtime/test_compat_frameworks.py: a venv of their own
+# (pipecat-ai needs protobuf<7, which onnx/onnxruntime in .venv do not accept).
+COMPAT_VENV ?= .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.timbre-installed
+
+$(COMPAT_STAMP): requirements/compat.txt
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q -r requirements/compat.txt
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+
 serve: $(STAMP)
 	$(BIN)/timbre serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-test: $(STAMP)
+test: $(STAMP) $(COMPAT_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -45,4 +58,4 @@ typecheck: $(STAMP)
 	$(BIN)/mypy realtime session inference loadtest
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) build *.egg-info

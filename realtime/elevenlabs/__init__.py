@@ -10,6 +10,8 @@ Routes (``add_elevenlabs_routes``):
     Their multi-context WebSocket.
 ``POST /v1/text-to-speech/{voice_id}`` and ``.../stream``
     Their HTTP text-to-speech (``realtime.elevenlabs.http``), streamed.
+``POST /v1/text-to-speech/{voice_id}/with-timestamps`` and ``.../stream/with-timestamps``
+    The same with character timings, in JSON (``realtime.elevenlabs.timestamps``).
 
 ``voice_id`` is a Timbre voice id (``piper:joe``) or one of the caller's voice profiles
 (``v_...``); ElevenLabs' stock voice ids (``21m00Tcm4TlvDq8ikWAM``, ...) are not Timbre's and are
@@ -31,13 +33,18 @@ from aiohttp import web
 
 from realtime.elevenlabs.handler import multi_stream_input_handler, stream_input_handler
 from realtime.elevenlabs.http import tts_handler
+from realtime.elevenlabs.timestamps import stream_with_timestamps_handler, with_timestamps_handler
 
 PREFIX: Final = "/v1/text-to-speech/"
 STREAM_INPUT: Final = PREFIX + "{voice_id}/stream-input"
 MULTI_STREAM_INPUT: Final = PREFIX + "{voice_id}/multi-stream-input"
 TTS: Final = PREFIX + "{voice_id}"
 TTS_STREAM: Final = PREFIX + "{voice_id}/stream"
-_OWN_AUTH: Final = re.compile(r"^/v1/text-to-speech/[^/]+(/stream|/stream-input|/multi-stream-input)?$")
+TTS_TIMESTAMPS: Final = PREFIX + "{voice_id}/with-timestamps"
+TTS_STREAM_TIMESTAMPS: Final = PREFIX + "{voice_id}/stream/with-timestamps"
+_OWN_AUTH: Final = re.compile(
+    r"^/v1/text-to-speech/[^/]+"
+    r"(/stream|/stream-input|/multi-stream-input|/with-timestamps|/stream/with-timestamps)?$")
 
 
 def handles_own_auth(path: str) -> bool:
@@ -51,6 +58,8 @@ def add_elevenlabs_routes(app: web.Application) -> None:
     app.router.add_get(MULTI_STREAM_INPUT, multi_stream_input_handler)
     app.router.add_post(TTS, tts_handler)
     app.router.add_post(TTS_STREAM, tts_handler)
+    app.router.add_post(TTS_TIMESTAMPS, with_timestamps_handler)
+    app.router.add_post(TTS_STREAM_TIMESTAMPS, stream_with_timestamps_handler)
 
 
 __all__ = ["add_elevenlabs_routes", "handles_own_auth"]

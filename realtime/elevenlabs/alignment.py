@@ -76,3 +76,17 @@ def merge(first: CharAlignment | None, second: CharAlignment | None) -> CharAlig
     return CharAlignment(first.chars + second.chars,
                          first.char_start_times_ms + second.char_start_times_ms,
                          first.char_durations_ms + second.char_durations_ms)
+
+
+def fit(alignment: CharAlignment | None, span_ms: float) -> CharAlignment | None:
+    """``alignment`` with its last character lasting to ``span_ms``, the length of the audio
+    chunk it rides on, so that a message's alignment spans exactly its audio.
+
+    Clients rebuild the time line from per-chunk alignments: Pipecat advances its word clock by
+    each message's span (last start + duration), so a span shorter than the audio (the engine's
+    chunks end mid-word, after the last word they time) would make later words ever earlier."""
+    if alignment is None or not alignment.chars:
+        return alignment
+    last_start = alignment.char_start_times_ms[-1]
+    durations = alignment.char_durations_ms[:-1] + (max(0, round(span_ms) - last_start),)
+    return CharAlignment(alignment.chars, alignment.char_start_times_ms, durations)

@@ -32,7 +32,7 @@ from realtime.appkeys import (
     TENANTS,
 )
 from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
-from realtime.elevenlabs.alignment import CharAligner, merge
+from realtime.elevenlabs.alignment import CharAligner, fit, merge
 from realtime.elevenlabs.protocol import (
     DEFAULT_CONTEXT_ID,
     POLICY_VIOLATION,
@@ -55,7 +55,7 @@ from realtime.elevenlabs.protocol import (
     serialize,
 )
 from realtime.metrics import Metrics
-from realtime.ws_native import Tenancy, audit_use, drain_output
+from realtime.ws_native import Tenancy, audit_use, drain_output, not_a_websocket
 from session.authn import Principal, Scope
 from session.context import (
     Context,
@@ -112,6 +112,8 @@ class ElevenLabsBridge:
         self.tenancy = tenancy
         self._outputs: dict[str, _ContextOutput] = {}
         self._unregister: dict[str, Callable[[], None]] = {}
+        self._unflushed: set[str] = set()
+        """Contexts that were sent text since their last flush (see ``_close_context``)."""
         self.fatal: TimbreError | None = None
         self.ended = asyncio.Event()
         """Set when the socket should close: end of input spoken, or a fatal error."""
@@ -127,10 +129,11 @@ class ElevenLabsBridge:
                 self._text(self.protocol.context_of(message), message.text, message.flush)
             case FlushContext():
                 ctx = self._live(message.context_id)
+                self._unflushed.discard(message.context_id)
                 if ctx is not None:
                     ctx.flush()
             case CloseContext():
-                self._cancel(message.context_id)
+                self._close_context(message.context_id)
             case EndOfInput() | CloseSocket():
                 for ctx in list(self.session.contexts.values()):
                     if ctx.state is ContextState.ACTIVE:
@@ -156,6 +159,21 @@ class ElevenLabsBridge:
         self._outputs[context_id].aligner.add_text(text)
         if flush:
             ctx.flush()
+            self._unflushed.discard(context_id)
+        elif text.strip():
+            self._unflushed.add(context_id)
+
+    def _close_context(self, context_id: str) -> None:
+        """``close_context``: right after a flush, speak the flushed text and then send
+        ``isFinal`` (Pipecat and LiveKit end every turn with flush then close_context and wait
+        for that audio); with text sent since the last flush, a barge-in: stop now. A context
+        already closing is cancelled (a second close_context interrupts it)."""
+        ctx = self._live(context_id)
+        if ctx is not None and context_id not in self._unflushed:
+            ctx.close()
+        else:
+            self._cancel(context_id)
+        self._unflushed.discard(context_id)
 
     def _live(self, context_id: str) -> Context | None:
         ctx = self.session.contexts.get(context_id)
@@ -229,12 +247,15 @@ class ElevenLabsBridge:
             self._fail(err)
 
     def _send_audio(self, context_id: str, out: _ContextOutput) -> None:
-        message = self.protocol.audio(context_id, out.pending_audio, out.pending_alignment)
+        start = out.pending_start_ms if out.pending_start_ms is not None else out.elapsed_ms
+        alignment = fit(out.pending_alignment, out.elapsed_ms - start)
+        message = self.protocol.audio(context_id, out.pending_audio, alignment)
         out.pending_audio, out.pending_alignment, out.pending_start_ms = b"", None, None
         self.output.put(serialize(message), context_id)
 
     def _finished(self, event: ContextFinished) -> None:
         out = self._outputs.pop(event.context_id)
+        self._unflushed.discard(event.context_id)
         unregister = self._unregister.pop(event.context_id, None)
         if unregister is not None:
             unregister()
@@ -290,6 +311,10 @@ async def _handle(request: web.Request, *, multi: bool) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
     ws = web.WebSocketResponse(max_msg_size=4 * config.server.max_message_bytes, heartbeat=30.0)
+    if not ws.can_prepare(request).ok:  # a plain HTTP request: their error shape, as JSON
+        err = ElevenLabsError(not_a_websocket().message, "invalid_request")
+        return web.json_response({"detail": {"status": err.code, "message": err.message}},
+                                 status=400)
     await ws.prepare(request)
     protocol = ElevenLabsProtocol(multi, config.server.max_message_bytes)
     try:

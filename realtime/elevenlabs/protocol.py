@@ -12,8 +12,9 @@ Wire shapes (client -> server)::
      "xi_api_key": "...", "authorization": "Bearer ...", "context_id": "..."}   # the first message
     {"text": "Hello ", "try_trigger_generation": false, "flush": false, "context_id": "..."}
     {"text": ""}                                  # stream-input: end of input; multi: keep-alive
-    {"context_id": "a", "flush": true}            # multi: speak what is buffered
-    {"context_id": "a", "close_context": true}    # multi: stop that context now
+    {"context_id": "a", "flush": true}            # multi: speak what is buffered (also with
+                                                  # "text": "", as LiveKit sends it)
+    {"context_id": "a", "close_context": true}    # multi: no more text for that context
     {"close_socket": true}                        # multi: finish every context, then close
 
 and back::
@@ -48,6 +49,8 @@ SPEED_RANGE: Final = (0.7, 1.2)
 CHUNK_LENGTH_RANGE: Final = (50, 500)
 DEFAULT_CONTEXT_ID: Final = "default"
 """The context of ``stream-input``, and of ``multi-stream-input`` messages that name none."""
+MAX_CONTEXT_ID_CHARS: Final = 256
+"""Longer ``context_id``s are refused: each is kept (and echoed) while its context lives."""
 
 
 class ElevenLabsError(TimbreError):
@@ -244,7 +247,10 @@ class FlushContext:
 
 @dataclass(frozen=True)
 class CloseContext:
-    """Stop the context now (barge-in): audio not yet sent is dropped; ``isFinal`` follows."""
+    """No more text for this context; ``isFinal`` follows. Right after a flush (nothing sent since)
+    the flushed text is still spoken first: Pipecat and LiveKit end every turn with flush then
+    ``close_context`` and wait for the audio. With text sent since the last flush it is a barge-in:
+    what is not yet sent is dropped (the transport decides, see ``ElevenLabsBridge``)."""
 
     context_id: str
     type: Literal["close_context"] = "close_context"
@@ -272,6 +278,9 @@ def parse_client_message(data: str | bytes, *, multi: bool, first: bool) -> Clie
     initialisation. Raises ElevenLabsError (``invalid_input_message``)."""
     obj = _json_object(data)
     context_id = _optional_string(obj, "context_id") if multi else None
+    if context_id is not None and len(context_id) > MAX_CONTEXT_ID_CHARS:
+        raise invalid_message(f"'context_id' must be at most {MAX_CONTEXT_ID_CHARS} characters")
+    _check_unicode(obj, "text", "context_id")
     if multi and obj.get("close_socket") is True:
         return CloseSocket()
     if multi and obj.get("close_context") is True:
@@ -286,6 +295,8 @@ def parse_client_message(data: str | bytes, *, multi: bool, first: bool) -> Clie
     if not isinstance(text, str):
         raise invalid_message("'text' must be a string")
     if text == "":
+        if multi and _bool(obj, "flush"):  # LiveKit ends every context's input this way
+            return FlushContext(context_id or DEFAULT_CONTEXT_ID)
         if multi:
             return KeepContextAlive(context_id or DEFAULT_CONTEXT_ID)
         return EndOfInput()
@@ -326,11 +337,23 @@ def _schedule(raw: object) -> tuple[float, ...]:
 def _json_object(data: str | bytes) -> dict[str, Any]:
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         raise invalid_message("not JSON") from None
     if not isinstance(obj, dict):
         raise invalid_message("a message must be a JSON object")
     return obj
+
+
+def _check_unicode(obj: dict[str, Any], *names: str) -> None:
+    """Refuse a string field holding a lone surrogate (``"\\ud800"``): it could not be spoken,
+    nor echoed back in an alignment."""
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise invalid_message(f"'{name}' is not valid Unicode") from None
 
 
 def _optional_string(obj: dict[str, Any], name: str) -> str | None:
@@ -490,7 +513,8 @@ class ElevenLabsProtocol:
         """Raises ElevenLabsError for a frame ElevenLabs would refuse (the socket then closes)."""
         if self.state is SocketState.CLOSED:
             raise InvalidProtocolState("socket is closed")
-        if len(data) > self.max_message_bytes:
+        size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+        if size > self.max_message_bytes:
             raise ElevenLabsError(f"message larger than {self.max_message_bytes} bytes",
                                   "message_too_large")
         first = self.state is SocketState.AWAITING_INIT
