@@ -15,6 +15,7 @@ from session.synthesis import SynthesisService
 from session.tenancy import TenantDirectory
 from session.voice_service import VoiceService
 from session.voices import ProfileVoices, VoiceCatalog
+from session.watermark.stamp import Stamper
 
 CONFIG = web.AppKey("config", AppConfig)
 METRICS = web.AppKey("metrics", Metrics)
@@ -36,6 +37,8 @@ VOICE_SERVICE = web.AppKey("voice_service", VoiceService)
 """Voice profiles: create (checks, consent, clone job), list, revoke, delete, audit."""
 SYNTHESIS = web.AppKey("synthesis", SynthesisService)
 """Long-text synthesis jobs."""
+STAMPER = web.AppKey("stamper", Stamper)
+"""Watermarks every stream and records its provenance (session/watermark)."""
 DEMO_KEY = web.AppKey("demo_key", str)
 ENGINE_ERRORS = web.AppKey("engine_errors", dict[str, str])
 """Engines that failed to load, by name (reported by /readyz)."""

@@ -26,6 +26,7 @@ from session.errors import ContextClosed, SynthesisFailed, TextTooLong, TimbreEr
 from session.normalize import normalize
 from session.segment import Segmenter, SegmenterConfig
 from session.voices import ResolvedVoice
+from session.watermark.stamp import StreamMark
 
 
 class ContextState(enum.Enum):
@@ -106,8 +107,11 @@ class Context:
         stream_id: StreamId,
         emit: Emit,
         clock: Callable[[], float] = time.monotonic,
+        mark: StreamMark | None = None,
     ) -> None:
         self.context_id = context_id
+        self.mark = mark
+        """Watermarks every chunk before it leaves (see session/watermark); None: unmarked."""
         self.settings = settings
         self.stream_id = stream_id
         self._emit = emit
@@ -214,8 +218,8 @@ class Context:
             if self.first_audio_at is None:
                 self.first_audio_at = self._clock()
             self.samples += len(event.audio)
-            self._emit(ContextAudio(self.context_id, event.audio,
-                                    self.scheduler.engine.sample_rate_hz))
+            audio = event.audio if self.mark is None else self.mark.process(event.audio)
+            self._emit(ContextAudio(self.context_id, audio, self.scheduler.engine.sample_rate_hz))
         if event.words:
             shift_ms = 1000.0 * offset / self.scheduler.engine.sample_rate_hz
             words = tuple(

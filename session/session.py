@@ -18,6 +18,7 @@ from session.context import Context, ContextEvent, ContextFinished, ContextSetti
 from session.errors import ServerBusy, TooManyContexts, UnknownContext
 from session.segment import SegmenterConfig
 from session.voices import ResolvedVoice, VoiceCatalog
+from session.watermark import stamp
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Session:
         self.contexts: dict[str, Context] = {}
         self.last_client_activity = clock()
         self.on_context_event: Callable[[Context, ContextEvent], None] | None = None
+        self._watermark = stamp.current()
+        """Who marks this session's audio, for which tenant (bound by the request that made it)."""
 
     # defaults
 
@@ -112,7 +115,10 @@ class Session:
         admitted = resolved.scheduler.open_stream(sink)
         if isinstance(admitted, Refusal):
             raise ServerBusy(admitted.message, context_id=context_id)
-        ctx = Context(context_id, settings, admitted, self._emit_for(context_id), self._clock)
+        mark = self._watermark.stamper.mark(self._watermark.tenant, resolved.voice_id,
+                                            resolved.scheduler.engine.sample_rate_hz)
+        ctx = Context(context_id, settings, admitted, self._emit_for(context_id), self._clock,
+                      mark)
         holder.append(ctx)
         self.contexts.pop(context_id, None)  # a finished context of the same id is replaced
         self.contexts[context_id] = ctx
