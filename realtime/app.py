@@ -17,6 +17,8 @@ from pathlib import Path
 from aiohttp import web
 
 from inference.engine import Engine
+from inference.kokoro import KokoroEngine
+from inference.kokoro_graph import packages_installed as kokoro_installed
 from inference.piper import PiperEngine
 from inference.scheduler import Scheduler, SchedulerConfig
 from inference.voice_registry import VoiceRegistry
@@ -33,17 +35,20 @@ from realtime.appkeys import (
     METRICS,
     PRINCIPAL,
     PROFILES,
+    STAMPER,
     STORES,
     TENANTS,
     VOICE_REGISTRY,
 )
 from realtime.config import AppConfig
 from realtime.elevenlabs import add_elevenlabs_routes, handles_own_auth
+from realtime.guards import install_log_redaction, origin_middleware, static_files_guard
 from realtime.metrics import Metrics, StepObserver
 from realtime.openai_speech import add_openai_routes
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.twilio import add_twilio_routes
+from realtime.watermark_api import add_watermark_routes
 from realtime.webrtc import add_webrtc_routes
 from realtime.ws_native import stream_handler
 from session.auth import DEMO_TENANT, ensure_demo_key
@@ -52,8 +57,10 @@ from session.db import EmbeddedMongo, Stores, open_database
 from session.errors import TimbreError, Unauthorized
 from session.limits import open_stream_limiter
 from session.live import LiveVoices
+from session.store.provenance import ProvenanceStore
 from session.tenancy import TenantDirectory
 from session.voices import ProfileVoices, VoiceCatalog
+from session.watermark.stamp import Stamper, bind
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         except TimbreError as err:
             request.app[METRICS].errors.labels(err.code).inc()
             return error_response(err)
-    return await handler(request)
+    stamper, principal = request.app.get(STAMPER), request.get(PRINCIPAL)
+    if stamper is None:
+        return await handler(request)
+    # sessions made while handling this request watermark their audio for its tenant
+    with bind(stamper, None if principal is None else principal.tenant):
+        return await handler(request)
 
 
 def error_response(err: TimbreError) -> web.Response:
@@ -140,7 +152,11 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     db = open_database(url)
     try:
         app[STORES] = await Stores.open(db)
+        provenance = ProvenanceStore(db)
+        await provenance.create_indexes()
+        app[STAMPER] = Stamper(provenance)
         yield
+        await app[STAMPER].drain()
     finally:
         db.client.close()
         if embedded is not None:
@@ -163,8 +179,12 @@ async def _tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
     await stores.api_keys.ensure(DEMO_TENANT, key)
     app[DEMO_KEY] = key
     where = data_dir / "demo-api-key"
-    print(f"timbre: demo API key ({'created' if created else 'loaded'}, {where}): {key}",
-          flush=True)
+    # The key is shown once, when it is created (README); later starts name only its file, so
+    # the server's output (often a log) does not repeat a credential at every start.
+    if created:
+        print(f"timbre: demo API key (created, {where}): {key}", flush=True)
+    else:
+        print(f"timbre: demo API key loaded from {where}", flush=True)
     yield
     await limiter.close()
 
@@ -190,6 +210,11 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(start(
         "piper", functools.partial(PiperEngine, config.piper, cache_dir=cache_dir),
         config.scheduler))]
+    if config.kokoro.enabled and kokoro_installed():
+        tasks.append(asyncio.create_task(start(
+            "kokoro", functools.partial(KokoroEngine, config.kokoro,
+                                        voice_source=app[VOICE_REGISTRY]),
+            config.scheduler)))
     if config.xtts.enabled:
         tasks.append(asyncio.create_task(start(
             "xtts", functools.partial(_build_xtts, config.xtts, app[VOICE_REGISTRY]),
@@ -226,7 +251,11 @@ def _refresh_gauges(metrics: Metrics, catalog: VoiceCatalog) -> None:
 
 
 def create_app(config: AppConfig) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware], client_max_size=1024 * 1024)
+    install_log_redaction()  # aiohttp quotes unparseable requests, ?token= and all
+    app = web.Application(
+        middlewares=[origin_middleware(config.server.allowed_origins), auth_middleware,
+                     static_files_guard("/web/")],
+        client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[CATALOG] = VoiceCatalog()
@@ -244,6 +273,7 @@ def create_app(config: AppConfig) -> web.Application:
     add_elevenlabs_routes(app)
     add_twilio_routes(app)
     add_webrtc_routes(app)
+    add_watermark_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -22,8 +22,12 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     print(f"timbre: serving on http://{config.server.host}:{config.server.port} "
           f"(data in {config.server.data_dir})", flush=True)
+    from realtime.guards import RedactingAccessLogger
+
+    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
-                access_log=None, shutdown_timeout=5.0, loop=uvloop.new_event_loop())
+                access_log=access_log, access_log_class=RedactingAccessLogger,
+                shutdown_timeout=5.0, loop=uvloop.new_event_loop())
     return 0
 
 
@@ -41,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     from loadtest.cli import add_parser as add_loadtest
     from realtime.admin_cli import add_parser as add_admin
     from realtime.say import add_parser as add_say
+    from realtime.watermark_cli import add_parser as add_watermark
 
     add_say(sub)
     add_loadtest(sub)
     add_admin(sub)
+    add_watermark(sub)
     return parser
 
 

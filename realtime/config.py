@@ -3,11 +3,12 @@
 Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``, ``DATA_DIR``,
 ``MONGO_URL``, ``REDIS_URL``, ``TIMBRE_CONFIG``), the TOML file, defaults. The TOML file has one table per part::
 
-    [server]    host, port, data_dir, allowed_origins
+    [server]    host, port, data_dir, allowed_origins, access_log
     [scheduler] max_batch, step_budget_ms, max_lead_s, safety_margin_s, max_streams, ...
     [session]   max_contexts, max_context_chars, inactivity_timeout_s, output_buffer_bytes, ...
     [segmenter] first_unit_min_words, first_unit_max_words, max_unit_words, ...
     [piper]     first_chunk_frames, chunk_frames, intra_op_threads, ...
+    [kokoro]    enabled, cache_dir, first_chunk_frames, chunk_frames, context_frames, ...
     [xtts]      checkpoint_dir, device, dtype, max_active, cuda_graphs; [xtts.voices] name = "ref.wav"
     [auth]      jwt_secret | jwt_public_key (+ jwt_private_key), audience, token_ttl_s, ...
     [tiers.NAME] characters_per_month, max_profiles, max_concurrent_streams, output_formats
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from inference.kokoro import KokoroConfig
 from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
 from inference.xtts_settings import XttsSettings
@@ -50,6 +52,12 @@ class ServerConfig:
     """Tier of the bootstrap ``demo`` tenant."""
     demo_sign_in: bool = True
     """Give local (loopback) visitors of the demo page a demo-tenant token."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``https://app.example.com``; ``"*"``: any) whose pages may open WebSockets here,
+    besides the server's own origin. Handshakes without ``Origin`` (non-browsers) are not
+    affected (``realtime.guards``)."""
+    access_log: bool = False
+    """Log one line per request, credentials in the query redacted (``realtime.guards``)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class AppConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     piper: PiperConfig = field(default_factory=PiperConfig)
+    kokoro: KokoroConfig = field(default_factory=KokoroConfig)
     xtts: XttsSettings = field(default_factory=XttsSettings)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tiers: TierTable = field(default_factory=TierTable)
@@ -97,7 +106,7 @@ def load_config(
     path = toml_path or (Path(env["TIMBRE_CONFIG"]) if env.get("TIMBRE_CONFIG") else None)
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
     unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts",
-                             "auth", "tiers", "jobs", "synthesis", "reference"}
+                             "kokoro", "auth", "tiers", "jobs", "synthesis", "reference"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -119,6 +128,7 @@ def load_config(
         scheduler=_with(SchedulerConfig(), tables.get("scheduler", {})),
         session=session,
         piper=_with(PiperConfig(), tables.get("piper", {})),
+        kokoro=_with(KokoroConfig(), tables.get("kokoro", {})),
         xtts=_with(XttsSettings(), tables.get("xtts", {})),
         auth=_with(AuthConfig(), tables.get("auth", {})),
         tiers=TierTable.from_mapping(tables.get("tiers", {})),

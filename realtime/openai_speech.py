@@ -67,6 +67,7 @@ from realtime.appkeys import (
     VOICE_SERVICE,
 )
 from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
+from realtime.guards import is_valid_text, json_body_limit, read_body
 from realtime.metrics import Metrics
 from session.authn import Principal, Scope
 from session.errors import BadFormat, TimbreError, UnknownVoice
@@ -78,6 +79,8 @@ log = logging.getLogger(__name__)
 
 PATH: Final = "/v1/audio/speech"
 MAX_INPUT_CHARS: Final = 4096
+MAX_BODY_BYTES: Final = json_body_limit(MAX_INPUT_CHARS)
+"""A body that could carry ``MAX_INPUT_CHARS`` (all escaped); larger is a 413 ``message_too_large``."""
 OPENAI_SPEED_RANGE: Final = (0.25, 4.0)
 ENGINE_SPEED_RANGE: Final = (0.5, 2.0)
 OUTPUT_RATE_HZ: Final = 24000
@@ -130,7 +133,7 @@ def parse_speech_request(body: bytes) -> OpenAISpeechRequest:
     """Check an ``/v1/audio/speech`` body. Raises InvalidSpeechRequest naming the bad field."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         raise InvalidSpeechRequest("the body must be a JSON object", param=None,
                                    code="invalid_json") from None
     if not isinstance(data, dict):
@@ -145,6 +148,9 @@ def parse_speech_request(body: bytes) -> OpenAISpeechRequest:
     if not text.strip():
         raise InvalidSpeechRequest("input must contain text to speak", param="input",
                                    code="empty_string")
+    if not is_valid_text(text):
+        raise InvalidSpeechRequest("input is not valid Unicode (a lone surrogate)",
+                                   param="input", code="invalid_value")
     return OpenAISpeechRequest(model, text, _voice(data.get("voice")), _format(data),
                                _speed(data.get("speed", 1.0)))
 
@@ -254,7 +260,7 @@ async def speech_handler(request: web.Request) -> web.StreamResponse:
     principal = request[PRINCIPAL]
     try:
         principal.require(Scope.TTS)
-        params = parse_speech_request(await request.read())
+        params = parse_speech_request(await read_body(request, MAX_BODY_BYTES))
         voice = await app[PROFILES].resolve(principal.tenant, params.voice)
         fmt = parse_output_format(params.response_format)  # BadFormat: no encoder in this build
         quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, fmt.codec)

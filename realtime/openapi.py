@@ -27,6 +27,7 @@ ERROR_CODES = {
     404: "unknown_voice / unknown_job: no such id for this tenant (another tenant's ids too)",
     409: "the object is not in a state that allows this (voice_unavailable, no_audio, ...)",
     413: "file_too_large / text_too_long: the body is over the limit",
+    415: "unsupported_audio: the upload is not audio in a format the server decodes",
     422: "the values are readable but refused (reference-audio checks, consent_required)",
     429: "too_many_streams: the tier's concurrent streams are all open",
     503: "server_busy: no capacity now; retry later",
@@ -475,6 +476,18 @@ def _compat_paths() -> dict[str, Schema]:
             "ElevenLabs text to speech stream", "As above, streamed as it is synthesised. " + xi,
             "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output],
             body=tts_body)},
+        "/v1/text-to-speech/{voice_id}/with-timestamps": {"post": _op(
+            "ElevenLabs text to speech with timestamps", "The audio (base64) and the time of "
+            "every character, in one JSON object. " + xi, "ElevenLabs-compatible",
+            {"200": {"description": "Audio and alignment.", "content": {"application/json": {}}},
+             **_errors(400, 402, 429)}, scope="tts", parameters=[*voice, output],
+            body=tts_body)},
+        "/v1/text-to-speech/{voice_id}/stream/with-timestamps": {"post": _op(
+            "ElevenLabs text to speech stream with timestamps", "As above, one JSON object per "
+            "line as it is synthesised. " + xi, "ElevenLabs-compatible",
+            {"200": {"description": "Audio and alignment, one object per line.",
+                     "content": {"application/json": {}}}, **_errors(400, 402, 429)},
+            scope="tts", parameters=[*voice, output], body=tts_body)},
         "/v1/text-to-speech/{voice_id}/stream-input": {"get": _op(
             "ElevenLabs stream input", "WebSocket in ElevenLabs' stream-input message format "
             "(initial message, text with flush, empty text to close; audio base64 with "
@@ -520,6 +533,39 @@ def _compat_paths() -> dict[str, Schema]:
     }
 
 
+def _watermark_paths() -> dict[str, Schema]:
+    return {"/v1/watermark/detect": {"post": _op(
+        "Detect watermark", "Test audio for the watermark every stream Timbre synthesises carries "
+        "(wav, mp3, flac, ogg/opus or webm; phone-quality audio too). `detected` is decided by a "
+        "threshold with a false-positive rate below 0.1 %; `confidence` is 1 minus the bound on "
+        "the chance that unmarked audio scores as high. `provenance` (the stream's generation "
+        "time, voice and API version) is returned only when the stream belongs to the caller's "
+        "tenant. See docs/watermark.md.", "Provenance",
+        {"200": {"description": "The verdict.", "content": _json({
+            "type": "object", "required": ["detected", "confidence", "score"],
+            "properties": {
+                "detected": {"type": "boolean"},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "score": {"type": "number", "description": "The detector's statistic "
+                          "(detected above 3.72)."},
+                "provenance": {"type": "object", "properties": {
+                    "stream_id": {"type": "string"}, "tenant": {"type": "string"},
+                    "voice_id": {"type": "string"}, "api_version": {"type": "string"},
+                    "server_version": {"type": "string"},
+                    "generated_at": {"type": "string", "format": "date-time"}}}}},
+            {"detected": True, "confidence": 0.999999, "score": 8.1,
+             "provenance": {"stream_id": "5f3a9c01", "tenant": "t_demo",
+                            "voice_id": "piper:joe", "api_version": "v1",
+                            "server_version": "0.1.0",
+                            "generated_at": "2026-11-26T12:00:00.123Z"}})},
+         **_errors(400, 413, 415)},
+        body={"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "The audio (at most 25 MiB, 10 minutes)."}}},
+            "encoding": {"file": {"contentType": "audio/*"}}}}})}}
+
+
 def _document() -> Schema:
     return {
         "openapi": "3.1.0",
@@ -533,8 +579,9 @@ def _document() -> Schema:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"token": []}],
         "tags": [{"name": t} for t in ("Voices", "Jobs", "Synthesis", "Account", "Auth",
-                                       "Streaming", "Operations")],
-        "paths": {**_voices_paths(), **_jobs_paths(), **_platform_paths()},
+                                       "Streaming", "Operations", "Provenance")],
+        "paths": {**_voices_paths(), **_jobs_paths(), **_platform_paths(),
+                  **_watermark_paths()},
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

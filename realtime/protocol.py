@@ -384,6 +384,8 @@ def _json_object(text: str) -> JsonObject:
         obj = json.loads(text, parse_constant=_reject_constant)
     except ValueError as err:  # JSONDecodeError, and NaN/Infinity (not JSON)
         raise BadJson(f"not valid JSON: {err}") from None
+    except RecursionError:  # "[[[[..." past the parser's depth: hostile, never a real message
+        raise BadJson("not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise BadJson(f"expected a JSON object, got {type(obj).__name__}")
     return obj

@@ -48,6 +48,7 @@ from realtime.appkeys import (
     VOICE_REGISTRY,
     VOICE_SERVICE,
 )
+from realtime.guards import is_valid_text
 from realtime.openapi import docs_page, openapi_document
 from session.authn import Scope
 from session.errors import BadRequest, TextTooLong, TimbreError
@@ -263,9 +264,26 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         if len(body) > max_bytes:
             raise TextTooLong(f"the body is larger than {max_bytes} bytes")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         raise BadRequest("the body is not valid JSON") from None
+    _check_strings(value)
+    return value
+
+
+def _check_strings(value: Any) -> None:
+    """Raise BadRequest for a string anywhere in ``value`` holding a lone surrogate (JSON's
+    ``"\\ud800"``), which no engine can speak. Iterative: the nesting depth is the client's."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and not is_valid_text(item):
+            raise BadRequest("the body holds text that is not valid Unicode (a lone surrogate)")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # -- serialisation ---------------------------------------------------------------------------------

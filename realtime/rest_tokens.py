@@ -11,7 +11,7 @@ Request (JSON, optional; an empty body takes the defaults)::
 
 ``expires_at`` is in unix seconds; a token minted with another token never outlives it. Failures
 are ``{"error": {"code", "message"}}``: 400 ``bad_request`` for a malformed body, an unknown scope
-or a ttl out of range, 403 ``forbidden`` for a scope the caller lacks, 501 when this server holds no
+or a ttl out of range, 413 ``message_too_large`` for a body over ``MAX_BODY_BYTES``, 403 ``forbidden`` for a scope the caller lacks, 501 when this server holds no
 signing key.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from realtime.appkeys import AUTHENTICATOR, PRINCIPAL
+from realtime.guards import read_body
 from session.authn import parse_scopes
 from session.errors import BadRequest, TimbreError
 
@@ -43,7 +44,7 @@ def parse_token_request(body: bytes) -> TokenRequest:
         raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
     try:
         fields = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(fields, dict):
         raise BadRequest("body must be a JSON object")
@@ -63,7 +64,7 @@ def parse_token_request(body: bytes) -> TokenRequest:
 async def create_token(request: web.Request) -> web.Response:
     """Mint a token for the authenticated caller (the auth middleware has set ``PRINCIPAL``)."""
     try:
-        wanted = parse_token_request(await request.read())
+        wanted = parse_token_request(await read_body(request, MAX_BODY_BYTES))
         scopes = parse_scopes(wanted.scopes) if wanted.scopes is not None else None
         principal = request[PRINCIPAL]
         minted = request.app[AUTHENTICATOR].mint_token(principal, wanted.ttl_s, scopes)

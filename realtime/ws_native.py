@@ -321,6 +321,8 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
         return _http_error(metrics, err)
     limit = config.server.max_message_bytes
     ws = web.WebSocketResponse(max_msg_size=4 * limit, heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        return _http_error(metrics, not_a_websocket())
     await ws.prepare(request)
     try:
         params = parse_query(dict(request.query), config.session.default_voice)
@@ -359,6 +361,13 @@ def audit_use(app: web.Application, tenant: TenantId, actor: str) -> Callable[[s
         task.add_done_callback(pending.discard)
 
     return record
+
+
+def not_a_websocket() -> BadRequest:
+    """The refusal of a plain HTTP request to a WebSocket endpoint (JSON, rather than aiohttp's
+    text answer)."""
+    return BadRequest("this endpoint is a WebSocket: open it with an 'Upgrade: websocket' "
+                      "handshake")
 
 
 def _http_error(metrics: Metrics, err: TimbreError) -> web.Response:

@@ -144,6 +144,14 @@ class Unauthorized(TimbreError):
     close_code = 4401
 
 
+class OriginNotAllowed(TimbreError):
+    """A browser's WebSocket handshake from a page whose origin this server does not allow."""
+
+    code = "origin_not_allowed"
+    http_status = 403
+    close_code = 4403
+
+
 class InternalError(TimbreError):
     code = "internal_error"
     http_status = 500

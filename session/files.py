@@ -109,8 +109,12 @@ class TenantFiles:
         return self._inside(self.tenant_dir(tenant) / "jobs" / f"{check_job_id(job_id)}.{extension}")
 
     def _inside(self, path: Path) -> Path:
-        """``path`` resolved (symlinks followed); ``UnsafePath`` unless it is under the root."""
-        resolved = path.resolve()
+        """``path`` resolved (symlinks followed); ``UnsafePath`` unless it is under the root (or
+        when it cannot be resolved at all: a NUL byte, a symlink loop)."""
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError, ValueError) as err:  # ValueError: "embedded null byte"
+            raise UnsafePath(f"{str(path)!r} cannot be resolved: {err}") from None
         if resolved != self.root and self.root not in resolved.parents:
             raise UnsafePath(f"{path} is outside the data directory")
         return resolved

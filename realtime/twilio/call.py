@@ -34,7 +34,7 @@ from realtime.metrics import Metrics
 from realtime.twilio.pacer import FramePacer, FrameSplitter, PacingSettings
 from realtime.twilio.protocol import TwilioStream
 from realtime.ws_native import Tenancy
-from session.errors import TimbreError
+from session.errors import TimbreError, TooManyContexts
 from session.ids import TenantId
 from session.session import SessionConfig
 from session.speech import Speech, SpeechRequest
@@ -95,7 +95,14 @@ class Call:
 
     def speak(self, text: str, voice: ResolvedVoice | None = None) -> Utterance:
         """Queue ``text`` after what is already queued; returns the utterance (its id names its
-        mark). Checks nothing: the caller has validated the text and resolved the voice."""
+        mark). The caller has validated the text and resolved the voice. An utterance is a call's
+        context: with ``SessionConfig.max_contexts`` queued or playing, raises TooManyContexts
+        (HTTP 429), so an application cannot pile up unbounded work on one call."""
+        limit = self._services.session_config.max_contexts
+        playing = self._current is not None and not self._current.done()
+        if self._queue.qsize() + playing >= limit:
+            raise TooManyContexts(f"{limit} utterances are queued or playing on this call "
+                                  "already; wait for a mark or cancel")
         utterance = Utterance(f"u{next(self._ids)}", text, voice or self.voice, self._generation)
         self._queue.put_nowait(utterance)
         return utterance

@@ -30,9 +30,10 @@ from realtime.appkeys import (
     TENANTS,
     VOICE_SERVICE,
 )
+from realtime.guards import is_valid_text, json_body_limit, read_body
 from realtime.twilio.call import Call, CallRegistry, CallServices
 from realtime.twilio.protocol import Dtmf, Mark, Start, Stop, TwilioStream
-from realtime.ws_native import Tenancy
+from realtime.ws_native import Tenancy, not_a_websocket
 from session.authn import Principal, Scope
 from session.errors import BadRequest, TextTooLong, TimbreError
 from session.tenancy import StreamQuota
@@ -71,6 +72,8 @@ async def twilio_stream_handler(request: web.Request) -> web.StreamResponse:
     except TimbreError as err:
         return _error_response(app, err)
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        return _error_response(app, not_a_websocket())
     await ws.prepare(request)
     stream = TwilioStream()
     try:
@@ -178,14 +181,15 @@ async def speak_handler(request: web.Request) -> web.Response:
     app = request.app
     try:
         call = _find_call(request)
-        text, voice_id = _parse_speak(await request.read(),
-                                      app[CONFIG].session.max_context_chars)
+        max_chars = app[CONFIG].session.max_context_chars
+        text, voice_id = _parse_speak(await read_body(request, json_body_limit(max_chars)),
+                                      max_chars)
         voice = None
         if voice_id is not None:
             voice = await app[PROFILES].resolve(call.tenant, voice_id)
+        utterance = call.speak(text, voice)
     except TimbreError as err:
         return _error_response(app, err)
-    utterance = call.speak(text, voice)
     return web.json_response({"call_sid": call.call_sid, "utterance_id": utterance.utterance_id,
                               "mark": utterance.utterance_id}, status=202)
 
@@ -213,7 +217,7 @@ def _parse_speak(body: bytes, max_chars: int) -> tuple[str, str | None]:
     """``{"text": str, "voice"?: str}``; raises BadRequest or TextTooLong."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         raise BadRequest("the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
@@ -222,6 +226,8 @@ def _parse_speak(body: bytes, max_chars: int) -> tuple[str, str | None]:
         raise BadRequest("'text' must be a non-empty string")
     if len(text) > max_chars:
         raise TextTooLong(f"text is {len(text)} characters; the maximum is {max_chars}")
+    if not is_valid_text(text):
+        raise BadRequest("'text' is not valid Unicode (a lone surrogate)")
     if voice is not None and (not isinstance(voice, str) or not voice):
         raise BadRequest("'voice' must be a voice id")
     return text, voice

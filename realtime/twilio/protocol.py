@@ -366,6 +366,8 @@ def _frame(data: str | bytes) -> JsonObject:
         obj = json.loads(data)
     except ValueError as err:
         raise BadJson(f"not valid JSON: {err}") from None
+    except RecursionError:  # nested past the parser's depth
+        raise BadJson("not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise BadJson(f"expected a JSON object, got {type(obj).__name__}")
     return obj

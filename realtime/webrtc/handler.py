@@ -10,6 +10,7 @@ taken here, so refusals (auth, quota, capacity) are plain HTTP errors before any
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from realtime.appkeys import (
     PROFILES,
     TENANTS,
 )
+from realtime.guards import read_body
 from realtime.native_connection import NativeProtocol
 from realtime.protocol import Ready
 from realtime.webrtc.bridge import RtcBridge, track_params
@@ -45,6 +47,8 @@ CALLS = web.AppKey("webrtc_calls", CallRegistry)
 ICE_SERVERS = web.AppKey("webrtc_ice_servers", list[RTCIceServer])
 """STUN/TURN servers the server's peer connections use (none: host candidates only)."""
 CALL_SETTINGS = web.AppKey("webrtc_call_settings", CallSettings)
+MAX_OFFER_BYTES = 64 * 1024
+"""An offer's JSON body (an SDP is a few kB); larger is a 413 ``message_too_large``."""
 
 
 async def offer_handler(request: web.Request) -> web.Response:
@@ -77,8 +81,8 @@ async def offer_handler(request: web.Request) -> web.Response:
 
 async def _read_offer(request: web.Request) -> tuple[RTCSessionDescription, str, float]:
     try:
-        body = await request.json()
-    except ValueError:
+        body = json.loads(await read_body(request, MAX_OFFER_BYTES))
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         raise BadRequest("the body must be a JSON object {sdp, type: \"offer\"}") from None
     if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(
             body.get("sdp"), str):
