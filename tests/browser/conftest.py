@@ -97,9 +97,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         thread.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str, reference_wav: Path) -> Iterator[Any]:
-    """One Chromium for the session (Playwright gives it a fresh profile directory)."""
+    """One Chromium for this package (Playwright gives it a fresh profile directory).
+
+    Package scope, not session: Playwright's sync API keeps an event loop running on the main
+    thread while it is open, which would break every asyncio test collected after this package.
+    """
     from playwright.sync_api import sync_playwright
 
     flags = [*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={reference_wav}"]
