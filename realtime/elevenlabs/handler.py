@@ -71,6 +71,7 @@ from session.output import OutputBuffer
 from session.session import Session, SessionDefaults
 from session.tenancy import StreamQuota
 from session.voices import PROFILE_PREFIX, ResolvedVoice, VoiceUnavailable
+from session.watermark import stamp
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +362,7 @@ async def _authenticate(request: web.Request, credential: str | None) -> Princip
     except TimbreError as err:
         raise ElevenLabsError(err.message, "invalid_api_key" if credential else "auth_error") \
             from None
+    stamp.claim(principal.tenant)  # this route authenticates itself: its streams' provenance
     return principal
 
 

@@ -29,6 +29,7 @@ from session.authn import Principal, Scope
 from session.errors import TimbreError
 from session.tenancy import StreamQuota
 from session.voices import ResolvedVoice
+from session.watermark import stamp
 
 MAX_TEXT_CHARS: Final = 5000
 MAX_BODY_BYTES: Final = json_body_limit(MAX_TEXT_CHARS)
@@ -82,6 +83,7 @@ async def open_request(request: web.Request) -> TtsRequest:
                   or bearer(request.headers.get("Authorization")))
     principal = await app[AUTHENTICATOR].authenticate(credential)
     principal.require(Scope.TTS)
+    stamp.claim(principal.tenant)  # this route authenticates itself: its streams' provenance
     text, speed = parse_body(await read_body(request, MAX_BODY_BYTES))
     voice_id = request.match_info["voice_id"]
     voice = await app[PROFILES].resolve(principal.tenant, voice_id)

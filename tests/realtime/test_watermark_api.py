@@ -136,3 +136,24 @@ def test_the_cli_detects_locally_and_through_the_server(
     wav = tmp_path / "silence.wav"
     soundfile.write(wav, np.zeros(16000), 16000)
     assert cli_main(["watermark", "detect", str(wav)]) == 1
+
+
+async def test_a_route_that_authenticates_itself_records_its_tenant(server: RunningServer) -> None:
+    """ElevenLabs' routes read their key themselves (xi-api-key), after the auth middleware: the
+    provenance of what they speak still names the caller's tenant."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(10):  # server_busy (503) says retry, as above
+            async with http.post(server.url + "/v1/text-to-speech/joe",
+                                 headers={"xi-api-key": server.key},
+                                 json={"text": TEXT}) as response:
+                if response.status != 503:
+                    assert response.status == 200
+                    mp3 = await response.read()
+                    break
+            await asyncio.sleep(2.0)
+        else:
+            raise AssertionError("the server stayed busy")
+    status, body = await upload(server, server.key, mp3)
+    assert status == 200 and body["detected"] is True
+    provenance = body["provenance"]
+    assert isinstance(provenance, dict) and provenance["tenant"] == DEMO_TENANT
