@@ -39,6 +39,7 @@ from realtime.appkeys import (
     STORES,
     TENANTS,
     VOICE_REGISTRY,
+    VOICE_SERVICE,
 )
 from realtime.config import AppConfig
 from realtime.elevenlabs import add_elevenlabs_routes, handles_own_auth
@@ -227,6 +228,23 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
 
 
+async def _warm_base_voices_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Embed the stock voices in the background once the engines are up, so the first clone job
+    does not wait for it (``[cloning] warm_base_voices``)."""
+
+    async def warm() -> None:
+        try:
+            await wait_ready(app, timeout_s=600.0)
+        except (TimeoutError, RuntimeError):
+            return  # an engine failed to load (see /readyz); embeddings are made on demand
+        await app[VOICE_SERVICE].base_voices.warm()
+
+    task = (asyncio.create_task(warm()) if app[CONFIG].cloning.warm_base_voices else None)
+    yield
+    if task is not None:
+        task.cancel()
+
+
 def _build_xtts(settings: XttsSettings, registry: VoiceRegistry) -> Engine:
     from inference.xtts.loading import build_xtts_engine  # imports torch: only when configured
 
@@ -268,6 +286,7 @@ def create_app(config: AppConfig) -> web.Application:
     # after the engines: running jobs fail as `interrupted` before the engines stop
     app.cleanup_ctx.append(functools.partial(
         rest_services, jobs=config.jobs, synthesis=config.synthesis, reference=config.reference))
+    app.cleanup_ctx.append(_warm_base_voices_ctx)
     add_routes(app)
     add_openai_routes(app)
     add_elevenlabs_routes(app)

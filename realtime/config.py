@@ -13,6 +13,7 @@ Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``,
     [auth]      jwt_secret | jwt_public_key (+ jwt_private_key), audience, token_ttl_s, ...
     [tiers.NAME] characters_per_month, max_profiles, max_concurrent_streams, output_formats
     [jobs] [synthesis] [reference]  job concurrency, long-text limits, reference-audio thresholds
+    [cloning]   conversion, base_voices, transcribe, max_fit_speech_s, warm_base_voices
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
 from inference.xtts_settings import XttsSettings
 from session.authn import AuthConfig
+from session.cloning import CloningConfig
 from session.jobs import JobsConfig
 from session.reference_audio import ReferenceChecks
 from session.segment import SegmenterConfig
@@ -73,6 +75,7 @@ class AppConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     reference: ReferenceChecks = field(default_factory=ReferenceChecks)
+    cloning: CloningConfig = field(default_factory=CloningConfig)
 
 
 _D = TypeVar("_D")
@@ -106,7 +109,8 @@ def load_config(
     path = toml_path or (Path(env["TIMBRE_CONFIG"]) if env.get("TIMBRE_CONFIG") else None)
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
     unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts",
-                             "kokoro", "auth", "tiers", "jobs", "synthesis", "reference"}
+                             "kokoro", "auth", "tiers", "jobs", "synthesis", "reference",
+                             "cloning"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -135,6 +139,7 @@ def load_config(
         jobs=_with(JobsConfig(), tables.get("jobs", {})),
         synthesis=_with(SynthesisConfig(), tables.get("synthesis", {})),
         reference=_with(ReferenceChecks(), tables.get("reference", {})),
+        cloning=_with(CloningConfig(), tables.get("cloning", {})),
     )
 
 

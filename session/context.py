@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from inference.engine import FloatAudio, SynthesisUnit, WordTiming
 from inference.scheduler import (
     Scheduler,
@@ -26,6 +28,7 @@ from session.errors import ContextClosed, SynthesisFailed, TextTooLong, TimbreEr
 from session.normalize import normalize
 from session.segment import Segmenter, SegmenterConfig
 from session.voices import ResolvedVoice
+from session.voicing import UnitStage, engine_speed, needs_stage
 from session.watermark.stamp import StreamMark
 
 
@@ -95,6 +98,9 @@ class ContextSettings:
     speed: float
     max_chars: int
     segmenter: SegmenterConfig
+    pitch: float = 0.0
+    """Semitones up (+) or down (-), applied by ``session.voicing``."""
+    language: str | None = None
 
 
 class Context:
@@ -120,6 +126,12 @@ class Context:
         self.state = ContextState.ACTIVE
         self.characters = 0
         self.samples = 0
+        """Samples emitted so far (after the voicing stage)."""
+        voice = settings.voice
+        self._staged = needs_stage(voice.conversion, settings.pitch)
+        self._stage: UnitStage | None = None
+        """The current unit's conversion/pitch stage (units arrive one after another)."""
+        self._engine_speed = engine_speed(settings.speed, settings.pitch, voice.conversion)
         self._unit_offsets: dict[int, int] = {}
         self._unit_chars: list[int] = []
         self.spoken_characters = 0
@@ -190,7 +202,8 @@ class Context:
                 self.first_unit_at = self._clock()
             self.scheduler.submit(
                 self.stream_id,
-                SynthesisUnit(spoken, self.settings.voice.engine_voice, self.settings.speed),
+                SynthesisUnit(spoken, self.settings.voice.engine_voice, self._engine_speed,
+                              language=self.settings.language),
             )
             self._unit_chars.append(len(text))
 
@@ -214,16 +227,29 @@ class Context:
 
     def _on_audio(self, event: UnitAudio) -> None:
         offset = self._unit_offsets.setdefault(event.unit_index, self.samples)
-        if len(event.audio):
+        rate = self.scheduler.engine.sample_rate_hz
+        audio, time_ratio = event.audio, 1.0
+        if self._staged:
+            if self._stage is None:
+                self._stage = UnitStage(self.settings.voice.conversion, self.settings.pitch, rate)
+            time_ratio = self._stage.time_ratio
+            audio = self._stage.feed(event.audio)
+            if event.unit_finished:
+                audio = np.concatenate([audio, self._stage.flush()])
+                self._stage = None
+        if len(audio):
             if self.first_audio_at is None:
                 self.first_audio_at = self._clock()
-            self.samples += len(event.audio)
-            audio = event.audio if self.mark is None else self.mark.process(event.audio)
-            self._emit(ContextAudio(self.context_id, audio, self.scheduler.engine.sample_rate_hz))
+            self.samples += len(audio)
+            if self.mark is not None:
+                audio = self.mark.process(audio)
+            self._emit(ContextAudio(self.context_id, audio, rate))
         if event.words:
-            shift_ms = 1000.0 * offset / self.scheduler.engine.sample_rate_hz
+            shift_ms = 1000.0 * offset / rate
             words = tuple(
-                WordTiming(w.word, w.start_ms + shift_ms, w.end_ms + shift_ms) for w in event.words
+                WordTiming(w.word, w.start_ms / time_ratio + shift_ms,
+                           w.end_ms / time_ratio + shift_ms)
+                for w in event.words
             )
             self._emit(ContextWords(self.context_id, words))
         if event.unit_finished:

@@ -38,6 +38,10 @@ class SessionConfig:
 class SessionDefaults:
     voice: ResolvedVoice
     speed: float = 1.0
+    pitch: float = 0.0
+    """Semitones up (+) or down (-); see ``session.voicing``."""
+    language: str | None = None
+    """Already checked for ``voice`` (``session.languages.check_language``); None: the voice's own."""
 
 
 class Session:
@@ -65,12 +69,17 @@ class Session:
 
     # defaults
 
-    def configure(self, voice: ResolvedVoice | None = None, speed: float | None = None) -> None:
-        """Change defaults for contexts started later."""
+    def configure(self, voice: ResolvedVoice | None = None, speed: float | None = None,
+                  pitch: float | None = None, language: str | None = None) -> None:
+        """Change defaults for contexts started later (None leaves a default as it is)."""
         if voice is not None:
             self.defaults = replace(self.defaults, voice=voice)
         if speed is not None:
             self.defaults = replace(self.defaults, speed=speed)
+        if pitch is not None:
+            self.defaults = replace(self.defaults, pitch=pitch)
+        if language is not None:
+            self.defaults = replace(self.defaults, language=language)
 
     def touch(self) -> None:
         self.last_client_activity = self._clock()
@@ -90,10 +99,11 @@ class Session:
         return ctx
 
     def start_context(
-        self, context_id: str, voice: ResolvedVoice | None = None, speed: float | None = None
+        self, context_id: str, voice: ResolvedVoice | None = None, speed: float | None = None,
+        pitch: float | None = None, language: str | None = None,
     ) -> Context:
-        """Admit a new context (``voice`` resolved by the caller; None: the session default).
-        Raises TooManyContexts or ServerBusy."""
+        """Admit a new context (``voice`` resolved and ``language`` checked by the caller; None:
+        the session default). Raises TooManyContexts or ServerBusy."""
         resolved = voice if voice is not None else self.defaults.voice
         live = sum(1 for c in self.contexts.values() if not c.finished)
         if live >= self.config.max_contexts:
@@ -104,6 +114,8 @@ class Session:
         settings = ContextSettings(
             voice=resolved,
             speed=speed if speed is not None else self.defaults.speed,
+            pitch=pitch if pitch is not None else self.defaults.pitch,
+            language=language if language is not None else self.defaults.language,
             max_chars=self.config.max_context_chars,
             segmenter=self.config.segmenter,
         )

@@ -15,14 +15,11 @@ Creating a profile, in order; nothing is stored until every check has passed:
    earlier ones are undone, and the whole step runs shielded from cancellation, so a client that
    disconnects leaves either nothing or a complete profile.
 
-The clone job (until the cloning issue lands): **a profile speaks with the stock voice closest to
-it, not with a cloned voice.** The job embeds the reference speech (resemblyzer GE2E,
-``inference.speaker``), compares it with the embeddings of every stock voice in the catalog (each
-computed once per process from a synthesised sample) and stores ``engine_params = {"engine":
-"piper", "voice": "joe", "base_similarity": 0.63}`` and the embedding, then marks the profile
-``ready``. Progress: decode 0.1, embed 0.5, base voice chosen 0.9, ready 1.0. A failed job marks the
-profile ``failed`` with the job's error. Issue 4 (Kokoro style vectors, voice conversion) replaces
-the base-voice choice with real cloning; profiles keep the same lifecycle.
+The clone job (``session.cloning``): embed the reference, choose the closest base voice, fit the
+profile's conversion stage from the base saying the reference's transcript, then mark the profile
+``ready`` with its ``engine_params``. Progress: reference read 0.05, embedded 0.15, base chosen
+0.25, the base's rendering 0.3-0.8, fitted 0.9, checked 0.95, ready 1.0. A failed job marks the
+profile ``failed`` with the job's error.
 
 Revoking (``revoke``) revokes the consent and every profile built on it at once, cancels their
 jobs, and calls ``on_revoked(tenant, voice_id)`` for each so live streams end. Deleting removes the
@@ -34,31 +31,27 @@ with a voice are the tenant's and are kept. The audit log records create, use, r
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soundfile
 
-from inference.engine import ClonesVoices, SynthesisUnit
-from inference.scheduler import UnitAudio, UnitFailed
-from inference.speaker import SpeakerEncoder, cosine
 from inference.voice_registry import VoiceRegistry
 from session.authn import Principal
+from session.cloning import BaseVoices, Cloner, CloningConfig, Reference, SharedEncoder
 from session.db import Stores
 from session.errors import BadRequest, TimbreError, UnknownVoice
 from session.files import TenantFiles, is_voice_id
 from session.ids import JobId, TenantId, VoiceId, new_voice_id
 from session.jobs import JobContext, JobRunner
 from session.limits import check_profiles
-from session.normalize import normalize
 from session.reference_audio import (
     ReferenceChecks,
     ReferenceReport,
@@ -67,12 +60,10 @@ from session.reference_audio import (
     noise_floor_db,
     speech_mask,
 )
-from session.segment import split_units
 from session.store.audit import AuditAction
 from session.store.consents import ConsentRecord
 from session.store.jobs import Job, JobError, JobKind
 from session.store.voices import VoiceProfile, VoiceStatus
-from session.synthesis import OfflineStream, wait_until_ready
 from session.tenancy import TenantDirectory
 from session.voices import ResolvedVoice, VoiceCatalog, VoiceUnavailable, profile_voice
 
@@ -88,12 +79,6 @@ MAX_NAME_CHARS = 100
 MAX_FIELD_CHARS = 2000
 MAX_STATEMENT_CHARS = 10_000
 MAX_TRANSCRIPT_CHARS = 10_000
-SAMPLE_TEXT = (
-    "A rainbow is a division of white light into many beautiful colors. These take the shape of a "
-    "long round arch, with its path high above, and its two ends apparently beyond the horizon. "
-    "There is, according to legend, a boiling pot of gold at one end."
-)
-"""What each stock voice reads to get its speaker embedding (about 12 s of speech)."""
 
 OnRevoked = Callable[[TenantId, VoiceId], Awaitable[None]]
 
@@ -167,99 +152,6 @@ def _text(value: str, field_name: str, limit: int, error: type[TimbreError]) -> 
         raise error(f"'{field_name}' contains control characters")
 
 
-# -- the speaker encoder and the stock voices' embeddings ---------------------------------------
-
-
-class Encoder(Protocol):
-    """What the service needs from ``inference.speaker.SpeakerEncoder``."""
-
-    def embed(self, audio: _F32, sample_rate_hz: int) -> _F32: ...
-
-    def embed_windows(self, audio: _F32, sample_rate_hz: int, window_s: float | None = ...,
-                      hop_s: float = ...) -> _F32: ...
-
-
-class SharedEncoder:
-    """One speaker encoder per process, loaded on first use on a worker thread."""
-
-    def __init__(self, runner: JobRunner, factory: Callable[[], Encoder] = SpeakerEncoder) -> None:
-        self._runner = runner
-        self._factory = factory
-        self._encoder: Encoder | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Encoder:
-        if self._encoder is None:
-            async with self._lock:
-                if self._encoder is None:
-                    self._encoder = await self._runner.run_blocking(self._factory)
-        return self._encoder
-
-
-@dataclass(frozen=True)
-class BaseVoice:
-    voice_id: str
-    """``engine:name`` in the catalog."""
-    engine: str
-    voice: str
-    similarity: float
-    """Cosine between the reference's and the stock voice's speaker embeddings."""
-
-
-class BaseVoices:
-    """Speaker embeddings of the catalog's stock voices, each computed once (a sample synthesised
-    on an offline stream, then embedded), and the closest one to a reference."""
-
-    def __init__(self, catalog: VoiceCatalog, runner: JobRunner, encoder: SharedEncoder, *,
-                 sample_text: str = SAMPLE_TEXT, engine_wait_s: float = 120.0) -> None:
-        self._catalog = catalog
-        self._runner = runner
-        self._encoder = encoder
-        self._sample_text = sample_text
-        self._engine_wait_s = engine_wait_s
-        self._embeddings: dict[str, _F32] = {}
-        self._lock = asyncio.Lock()
-
-    async def closest(self, embedding: _F32) -> BaseVoice:
-        """The stock voice whose embedding is closest. Raises ServerBusy (retry) when no engine
-        is available."""
-        best: BaseVoice | None = None
-        for voice_id in self._catalog.voice_ids():
-            similarity = cosine(embedding, await self.embedding(voice_id))
-            if best is None or similarity > best.similarity:
-                engine, _, name = voice_id.partition(":")
-                best = BaseVoice(voice_id, engine, name, similarity)
-        if best is None:
-            raise UnknownVoice("the server has no stock voice to base a profile on")
-        return best
-
-    async def embedding(self, voice_id: str) -> _F32:
-        async with self._lock:  # one synthesis per voice, even under concurrent clone jobs
-            cached = self._embeddings.get(voice_id)
-            if cached is None:
-                cached = self._embeddings[voice_id] = await self._compute(voice_id)
-            return cached
-
-    async def _compute(self, voice_id: str) -> _F32:
-        voice = self._catalog.resolve(voice_id)
-        await wait_until_ready(voice.scheduler, self._engine_wait_s)
-        units = [SynthesisUnit(normalize(u), voice.engine_voice)
-                 for u in split_units(self._sample_text)]
-        chunks: list[_F32] = []
-
-        async def collect(index: int, event: UnitAudio | UnitFailed) -> None:
-            if isinstance(event, UnitAudio):
-                chunks.append(event.audio)
-
-        async with OfflineStream(voice.scheduler) as stream:
-            await stream.speak(units, collect)
-        if not chunks:
-            raise VoiceUnavailable(f"the stock voice {voice_id} produced no audio")
-        encoder = await self._encoder.get()
-        rate = voice.scheduler.engine.sample_rate_hz
-        return await self._runner.run_blocking(encoder.embed, np.concatenate(chunks), rate)
-
-
 def speaking_voice(profile: VoiceProfile) -> str | None:
     """The catalog voice id (``piper:joe``) a ready base-voice profile speaks with; None for a
     profile that is not ready or has no base voice."""
@@ -287,7 +179,8 @@ class VoiceService:
                  files: TenantFiles, runner: JobRunner, checks: ReferenceChecks | None = None,
                  encoder: SharedEncoder | None = None, base_voices: BaseVoices | None = None,
                  on_revoked: OnRevoked = _no_streams,
-                 registry: VoiceRegistry | None = None) -> None:
+                 registry: VoiceRegistry | None = None,
+                 cloning: CloningConfig | None = None) -> None:
         self._registry = registry or VoiceRegistry()
         self._stores = stores
         self._tenants = tenants
@@ -296,7 +189,8 @@ class VoiceService:
         self._runner = runner
         self.checks = checks or ReferenceChecks()
         self._encoder = encoder or SharedEncoder(runner)
-        self._base_voices = base_voices or BaseVoices(catalog, runner, self._encoder)
+        self.base_voices = base_voices or BaseVoices(catalog, runner, self._encoder)
+        self._cloner = Cloner(catalog, self._encoder, self.base_voices, cloning)
         self._on_revoked = on_revoked
         runner.on_failure(JobKind.CLONE, self._clone_failed)
 
@@ -384,45 +278,31 @@ class VoiceService:
         profile = await self._stores.voices.get(tenant, voice_id)
         if profile is None:
             raise UnknownVoice(f"voice {voice_id} was deleted")
-        audio, rate = await context.run_blocking(self._load_speech, profile)
-        await context.progress(0.1)
-        encoder = await self._encoder.get()
-        embedding = await context.run_blocking(encoder.embed, audio, rate)
-        await context.progress(0.5)
-        cloner = self._catalog.cloning_scheduler()
-        if cloner is not None and isinstance(cloner.engine, ClonesVoices):
-            # a cloning engine runs here: the profile gets its own conditioning
-            conditioning = await context.run_blocking(cloner.engine.clone_voice, audio, rate)
-            params: dict[str, Any] = {
-                "engine": cloner.engine.name, "voice": voice_id,
-                "conditioning": base64.b64encode(conditioning.to_bytes()).decode("ascii")}
-            result: dict[str, Any] = {"voice_id": voice_id, "engine": cloner.engine.name}
-        else:
-            base = await self._base_voices.closest(embedding)
-            params = {"engine": base.engine, "voice": base.voice,
-                      "base_similarity": round(base.similarity, 4)}
-            result = {"voice_id": voice_id, "base_voice": base.voice_id,
-                      "base_similarity": params["base_similarity"]}
-        await context.progress(0.9)
-        ready = await self._stores.voices.set_ready(tenant, voice_id, params,
-                                                    [float(x) for x in embedding])
+        reference = await context.run_blocking(self._load_reference, profile)
+        await context.progress(0.05)
+        params, embedding, result = await self._cloner.clone(context, voice_id, reference)
+        ready = await self._stores.voices.set_ready(tenant, voice_id, params, embedding)
         if ready is None:
             raise UnknownVoice(f"voice {voice_id} was deleted")
         return result
 
-    def _load_speech(self, profile: VoiceProfile) -> tuple[_F32, int]:
+    def _load_reference(self, profile: VoiceProfile) -> Reference:
         """The stored references' speech (silences longer than the checks' pause trimmed), mono
-        float at the references' rate. Runs on a worker thread."""
-        parts: list[_F32] = []
+        float at the references' rate, with each file's transcript. Runs on a worker thread."""
+        takes: list[tuple[_F32, str | None]] = []
         rate = self.checks.sample_rate_hz
-        for relative in profile.reference_files:
+        for index, relative in enumerate(profile.reference_files):
             audio, rate = soundfile.read(self._files.resolve(relative), dtype="float32")
-            parts.append(_speech_only(np.asarray(audio, dtype=np.float32).reshape(-1), rate,
-                                      self.checks))
-        speech = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+            speech = _speech_only(np.asarray(audio, dtype=np.float32).reshape(-1), rate,
+                                  self.checks)
+            text_path = self._files.reference_path(profile.tenant, profile.voice_id, index, "txt")
+            text = text_path.read_text(encoding="utf-8") if text_path.is_file() else None
+            takes.append((speech, text))
+        speech = (np.concatenate([a for a, _ in takes]) if takes
+                  else np.zeros(0, dtype=np.float32))
         if speech.size == 0:
             raise VoiceUnavailable("the stored reference audio holds no speech")
-        return speech, rate
+        return Reference(speech, rate, tuple(takes))
 
     async def _clone_failed(self, job: Job, error: JobError) -> None:
         """Failure hook: the profile a failed clone job was building becomes ``failed``."""

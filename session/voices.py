@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from inference.conversion import Blend, ConversionParams
 from inference.engine import ClonesVoices
 from inference.scheduler import Scheduler
 from inference.voice_registry import VoiceRegistry
@@ -39,6 +41,8 @@ class ResolvedVoice:
     engine_voice: str
     """The name the engine knows."""
     scheduler: Scheduler
+    conversion: Blend = ()
+    """A cloned (or mixed) profile's conversion stage after the engine (``session.voicing``)."""
 
 
 class VoiceCatalog:
@@ -103,9 +107,38 @@ def profile_voice(catalog: VoiceCatalog, registry: VoiceRegistry,
             raise VoiceUnavailable(f"voice {profile.voice_id} needs the {engine} engine, which "
                                    "this server does not run")
         registry.put(profile.voice_id, base64.b64decode(params["conditioning"]))
-        return ResolvedVoice(profile.voice_id, profile.voice_id, scheduler)
+        return ResolvedVoice(profile.voice_id, profile.voice_id, scheduler,
+                             conversion_of(params))
     base = catalog.resolve(f"{engine}:{params.get('voice')}")
-    return ResolvedVoice(profile.voice_id, base.engine_voice, base.scheduler)
+    return ResolvedVoice(profile.voice_id, base.engine_voice, base.scheduler,
+                         conversion_of(params))
+
+
+_decoded: dict[str, ConversionParams] = {}
+
+
+def conversion_of(engine_params: Mapping[str, Any]) -> Blend:
+    """The conversion blend stored in a profile's ``engine_params["conversion"]`` (a list of
+    ``{"weight", "params"}``, params ``ConversionParams.to_bytes`` in base64); () for none.
+    Decoded blobs are kept (by their text) so opening a stream does not decode again."""
+    parts = []
+    for part in engine_params.get("conversion") or ():
+        blob = str(part["params"])
+        params = _decoded.get(blob)
+        if params is None:
+            params = ConversionParams.from_bytes(base64.b64decode(blob))
+            if len(_decoded) >= 256:
+                _decoded.pop(next(iter(_decoded)))
+            _decoded[blob] = params
+        parts.append((params, float(part["weight"])))
+    return tuple(parts)
+
+
+def encode_conversion(parts: Blend) -> list[dict[str, Any]]:
+    """``engine_params["conversion"]`` for a blend (the inverse of ``conversion_of``)."""
+    return [{"weight": float(weight),
+             "params": base64.b64encode(params.to_bytes()).decode("ascii")}
+            for params, weight in parts]
 
 
 class ProfileVoices:

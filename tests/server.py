@@ -52,8 +52,10 @@ class ServerThread:
         config = AppConfig(server=ServerConfig(host="127.0.0.1", port=port, data_dir=data_dir))
         # Kokoro costs 10-15 s of CPU to load, warm and calibrate: a test server runs it only when
         # the test asks (``kokoro={"enabled": True}``).
+        # Nor does it embed the stock voices at start-up: a clone job does it when it needs to.
         config = dataclasses.replace(
-            config, kokoro=dataclasses.replace(config.kokoro, enabled=False))
+            config, kokoro=dataclasses.replace(config.kokoro, enabled=False),
+            cloning=dataclasses.replace(config.cloning, warm_base_voices=False))
         for name, values in sections.items():
             config = dataclasses.replace(
                 config, **{name: dataclasses.replace(getattr(config, name), **values)})

@@ -13,7 +13,15 @@ Numbers and what was tried: docs/benchmarks.md, "Voice cloning: the conversion s
 
 from inference.conversion.model import ConversionParams, FitReport, Synthesize, fit, say
 from inference.conversion.select import rank_bases
-from inference.conversion.stream import SpectralFilter, StreamingConverter, convert
+from inference.conversion.stream import (
+    Blend,
+    SpectralFilter,
+    StreamingConverter,
+    blend_base_speed,
+    blend_pitch_ratio,
+    convert,
+)
 
-__all__ = ["ConversionParams", "FitReport", "SpectralFilter", "StreamingConverter", "Synthesize",
-           "convert", "fit", "rank_bases", "say"]
+__all__ = ["Blend", "ConversionParams", "FitReport", "SpectralFilter", "StreamingConverter",
+           "Synthesize", "blend_base_speed", "blend_pitch_ratio", "convert", "fit", "rank_bases",
+           "say"]

@@ -20,6 +20,8 @@ rounding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,15 +33,37 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 
-class SpectralFilter:
-    """The filter stage alone (no resampling); see the module note."""
+Blend = Sequence[tuple[ConversionParams, float]]
+"""Fitted conversions and their weights: one for a cloned voice, several for a mix."""
 
-    def __init__(self, params: ConversionParams) -> None:
-        self._params = params
-        self._half = params.smoothing_frames // 2
-        self._to_bins = dsp.band_to_bins(params.sample_rate_hz)
-        self._offsets = params.offsets * params.strength
-        self._warp = dsp.warp_operator(params.sample_rate_hz, params.warp).T * params.strength
+
+class SpectralFilter:
+    """The filter stage alone (no resampling); see the module note.
+
+    ``params`` is one fitted conversion or a ``Blend``: each part's band gains (its own classes,
+    offsets and envelope warp) are weighted and summed, so a mix of voices filters by the
+    weighted mean of what each would apply. Weights are used as given: a mix normalises them over
+    all its voices, so a stock voice in it counts as no conversion with its share. ``formant_warp`` adds one more
+    envelope warp (the ``pitch`` option uses ``1 / ratio`` to move formants back after a pitch
+    shift by resampling). All parts must be fitted at one sample rate."""
+
+    def __init__(self, params: ConversionParams | Blend, formant_warp: float = 1.0,
+                 sample_rate_hz: int | None = None) -> None:
+        parts = [(params, 1.0)] if isinstance(params, ConversionParams) else list(params)
+        if any(not 0.0 <= weight <= 1.0 for _, weight in parts):
+            raise ValueError("blend weights must be between 0 and 1")
+        rates = {p.sample_rate_hz for p, _ in parts} | (
+            {sample_rate_hz} if sample_rate_hz is not None else set())
+        if len(rates) != 1:
+            raise ValueError(f"conversions at different sample rates {sorted(rates)}")
+        self.sample_rate_hz = rates.pop()
+        self._parts = parts
+        self._half = max((p.smoothing_frames for p, _ in parts), default=1) // 2
+        self._to_bins = dsp.band_to_bins(self.sample_rate_hz)
+        warp = dsp.warp_operator(self.sample_rate_hz, formant_warp).T
+        for p, weight in self._parts:
+            warp = warp + dsp.warp_operator(p.sample_rate_hz, p.warp).T * (p.strength * weight)
+        self._warp = warp
         pad = dsp.N_FFT - dsp.HOP
         self._input = np.zeros(pad, dtype=np.float64)  # leading zeros: first samples get full OLA
         self._input_start = 0  # absolute index (padded signal) of _input[0]
@@ -76,9 +100,13 @@ class SpectralFilter:
         idx = offset + np.arange(count)[:, None] * dsp.HOP + np.arange(dsp.N_FFT)[None, :]
         spectra = np.fft.rfft(self._input[idx] * dsp.window(), axis=1)
         power = np.abs(spectra) ** 2
-        logmel = dsp.log_mel(power, self._params.sample_rate_hz)
-        post = self._params.posteriors(dsp.cepstra(logmel))
-        self._deltas = np.concatenate([self._deltas, logmel @ self._warp + post @ self._offsets])
+        logmel = dsp.log_mel(power, self.sample_rate_hz)
+        deltas = logmel @ self._warp
+        if self._parts:
+            ceps = dsp.cepstra(logmel)
+            for params, weight in self._parts:
+                deltas += params.posteriors(ceps) @ params.offsets * (params.strength * weight)
+        self._deltas = np.concatenate([self._deltas, deltas])
         self._spectra = np.concatenate([self._spectra, spectra])
         self._next_frame += count
         drop = self._next_frame * dsp.HOP - self._input_start
@@ -125,12 +153,23 @@ class SpectralFilter:
 
 
 class StreamingConverter:
-    """Resampler then filter, for one stream; create one per synthesis request."""
+    """Resampler then filter, for one stream; create one per synthesis request.
 
-    def __init__(self, params: ConversionParams) -> None:
-        self.params = params
-        self._resampler = StreamResampler(params.pitch_ratio)
-        self._filter = SpectralFilter(params)
+    ``params``: one fitted conversion or a ``Blend`` (pitch ratio: the parts' weighted geometric
+    mean). ``pitch`` (a ratio, 1.0: none) shifts further, by the same resampling, with the formants
+    moved back by the filter so the voice keeps its character; the engine must speak
+    ``1 / speed_factor`` slower for durations to come back (``speed_factor``). ``params`` None:
+    pitch only (``sample_rate_hz`` is then required)."""
+
+    def __init__(self, params: ConversionParams | Blend | None, pitch: float = 1.0,
+                 sample_rate_hz: int | None = None) -> None:
+        parts = [] if params is None else (
+            [(params, 1.0)] if isinstance(params, ConversionParams) else list(params))
+        self.time_ratio = pitch * blend_pitch_ratio(parts)
+        """Input duration / output duration."""
+        self._resampler = StreamResampler(self.time_ratio)
+        self._filter = SpectralFilter(parts, formant_warp=1.0 / pitch,
+                                      sample_rate_hz=sample_rate_hz)
 
     def feed(self, chunk: F32) -> F32:
         """Converted audio that is final so far (may be empty)."""
@@ -140,6 +179,18 @@ class StreamingConverter:
         """The rest of the converted audio; the converter is spent afterwards."""
         tail = self._filter.feed(self._resampler.flush())
         return np.concatenate([tail, self._filter.flush()])
+
+
+def blend_pitch_ratio(parts: Blend) -> float:
+    """The weighted geometric mean of the parts' pitch ratios, the weights' remainder to 1 at
+    ratio 1 (1.0 for no parts)."""
+    return float(np.exp(sum(w * np.log(p.pitch_ratio) for p, w in parts)))
+
+
+def blend_base_speed(parts: Blend) -> float:
+    """The speed the base voice is asked for: the parts' weighted mean, the weights' remainder
+    to 1 at speed 1 (1.0 for no parts)."""
+    return float(1.0 + sum(w * (p.base_speed - 1.0) for p, w in parts))
 
 
 def convert(params: ConversionParams, audio: F32) -> F32:
