@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     from loadtest.cli import add_parser as add_loadtest
     from realtime.admin_cli import add_parser as add_admin
+    from realtime.clone_cli import add_parser as add_clone
     from realtime.say import add_parser as add_say
     from realtime.watermark_cli import add_parser as add_watermark
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_loadtest(sub)
     add_admin(sub)
     add_watermark(sub)
+    add_clone(sub)
     return parser
 
 
