@@ -46,6 +46,7 @@ from realtime.elevenlabs import add_elevenlabs_routes, handles_own_auth
 from realtime.guards import install_log_redaction, origin_middleware, static_files_guard
 from realtime.metrics import Metrics, StepObserver
 from realtime.openai_speech import add_openai_routes
+from realtime.voice_mix_api import add_voice_mix_routes
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.twilio import add_twilio_routes
@@ -293,6 +294,7 @@ def create_app(config: AppConfig) -> web.Application:
     add_twilio_routes(app)
     add_webrtc_routes(app)
     add_watermark_routes(app)
+    add_voice_mix_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -16,7 +16,8 @@ Routes (``add_routes``)::
     GET    /v1/jobs                   the tenant's recent jobs                     voices:read
     GET    /v1/jobs/{job_id}          status, progress, error, result   voices:read (clone) / tts
     GET    /v1/jobs/{job_id}/audio    a finished synthesis job's audio             tts
-    POST   /v1/synthesize             {text, voice, format?, speed?} -> 202 {job}  tts
+    POST   /v1/synthesize             {text, voice, format?, speed?, pitch?, language?}
+                                          -> 202 {job}                                 tts
     GET    /v1/usage                  this month, history, tier limits, remaining  (any)
     GET    /openapi.json, /docs       public
 """
@@ -51,6 +52,7 @@ from realtime.appkeys import (
 from realtime.guards import is_valid_text
 from realtime.openapi import docs_page, openapi_document
 from session.authn import Scope
+from session.cloning import BaseVoices, SharedEncoder, describe_cloning
 from session.errors import BadRequest, TextTooLong, TimbreError
 from session.files import TenantFiles
 from session.ids import TenantId, VoiceId
@@ -316,6 +318,7 @@ def voice_json(profile: VoiceProfile) -> dict[str, Any]:
         "status": profile.status.value, "error": profile.error,
         "base_voice": speaking_voice(profile),
         "base_similarity": similarity if isinstance(similarity, int | float) else None,
+        **describe_cloning(profile.engine_params),
         "reference_files": len(profile.reference_files), "consent_id": profile.consent_id,
         "created_at": _time(profile.created_at), "updated_at": _time(profile.updated_at),
     }
@@ -494,9 +497,14 @@ async def rest_services(app: web.Application, *, jobs: JobsConfig | None = None,
         app[PROFILES].forget(tenant, voice_id)
         app[LIVE].end_all(tenant, voice_id, "the voice was revoked or deleted")
 
+    cloning = app[CONFIG].cloning
+    encoder = SharedEncoder(runner)
+    base_voices = BaseVoices(app[CATALOG], runner, encoder,
+                             cache_dir=app[CONFIG].server.data_dir / "cache" / "embeddings")
     voices = VoiceService(stores=stores, tenants=tenants, catalog=app[CATALOG], files=files,
                           runner=runner, checks=reference, on_revoked=on_revoked,
-                          registry=app[VOICE_REGISTRY])
+                          registry=app[VOICE_REGISTRY], encoder=encoder, base_voices=base_voices,
+                          cloning=cloning)
     service = SynthesisService(jobs=stores.jobs, tenants=tenants, voices=voices, files=files,
                                runner=runner, config=synthesis,
                                segmenter=app[CONFIG].session.segmenter)

@@ -357,7 +357,10 @@ def _floats(embedding: _F32) -> list[float]:
     return [float(x) for x in embedding]
 
 
-def describe(params: Mapping[str, Any]) -> dict[str, Any]:
-    """What the API shows of a profile's cloning (never the fitted arrays)."""
+def describe_cloning(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the API shows of how a profile speaks (never the fitted arrays): whether it has a
+    conversion stage, the clone job's similarity check, and a mix's sources."""
+    similarity = params.get("clone_similarity")
     return {"converted": bool(params.get("conversion")),
-            "clone_similarity": params.get("clone_similarity")}
+            "clone_similarity": similarity if isinstance(similarity, int | float) else None,
+            "mix": list(params.get("sources") or []) or None}

@@ -49,7 +49,7 @@ from session.cloning import BaseVoices, Cloner, CloningConfig, Reference, Shared
 from session.db import Stores
 from session.errors import BadRequest, TimbreError, UnknownVoice
 from session.files import TenantFiles, is_voice_id
-from session.ids import JobId, TenantId, VoiceId, new_voice_id
+from session.ids import ConsentId, JobId, TenantId, VoiceId, new_voice_id
 from session.jobs import JobContext, JobRunner
 from session.limits import check_profiles
 from session.reference_audio import (
@@ -65,6 +65,7 @@ from session.store.consents import ConsentRecord
 from session.store.jobs import Job, JobError, JobKind
 from session.store.voices import VoiceProfile, VoiceStatus
 from session.tenancy import TenantDirectory
+from session.voice_mix import MixPart, VoiceMixer
 from session.voices import ResolvedVoice, VoiceCatalog, VoiceUnavailable, profile_voice
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class VoiceService:
         self._encoder = encoder or SharedEncoder(runner)
         self.base_voices = base_voices or BaseVoices(catalog, runner, self._encoder)
         self._cloner = Cloner(catalog, self._encoder, self.base_voices, cloning)
+        self._mixer = VoiceMixer(stores, tenants, catalog)
         self._on_revoked = on_revoked
         runner.on_failure(JobKind.CLONE, self._clone_failed)
 
@@ -338,6 +340,12 @@ class VoiceService:
                 return job
         return None
 
+    async def mix(self, principal: Principal, name: str,
+                  parts: Sequence[MixPart]) -> VoiceProfile:
+        """A new ready profile blending ``parts`` (``session.voice_mix``)."""
+        _text(name, "name", MAX_NAME_CHARS, BadRequest)
+        return await self._mixer.mix(principal, name.strip(), parts)
+
     # -- use ---------------------------------------------------------------------------------------
 
     async def resolve(self, tenant: TenantId, voice: str) -> ResolvedVoice:
@@ -351,8 +359,7 @@ class VoiceService:
         profile = await self.get(tenant, voice)
         if profile.status is VoiceStatus.REVOKED:
             raise VoiceUnavailable(f"voice {voice!r} is revoked: its consent was withdrawn")
-        stock = speaking_voice(profile)
-        if stock is None:
+        if profile.status is not VoiceStatus.READY:
             raise VoiceUnavailable(f"voice {voice!r} is {profile.status.value}"
                                    + (f" ({profile.error})" if profile.error else "")
                                    + "; it can be used once it is ready")
@@ -375,22 +382,30 @@ class VoiceService:
         """Withdraw the consent behind a profile: the consent and every profile built on it are
         revoked at once, their jobs stop, live streams are ended (``on_revoked``). Idempotent;
         returns the revoked profile. UnknownVoice as ``get``."""
-        tenant, actor = principal.tenant, principal.key_id
+        tenant = principal.tenant
         profile = await self.get(tenant, voice_id)
-        consent = await self._stores.consents.revoke(tenant, profile.consent_id)
-        revoked = await self._stores.voices.revoke_for_consent(tenant, profile.consent_id)
+        await self._revoke_consent(principal, profile.consent_id)
+        return await self.get(tenant, voice_id)
+
+    async def _revoke_consent(self, principal: Principal, consent_id: ConsentId) -> None:
+        """Revoke a consent, every profile built on it and every mix that uses one of them
+        (``session.voice_mix``: a mix lists the consents it depends on)."""
+        tenant, actor = principal.tenant, principal.key_id
+        consent = await self._stores.consents.revoke(tenant, consent_id)
+        revoked = await self._stores.voices.revoke_for_consent(tenant, consent_id)
         if revoked:
-            await self._stores.audit.record(tenant, AuditAction.CONSENT_REVOKE,
-                                            profile.consent_id, actor,
+            await self._stores.audit.record(tenant, AuditAction.CONSENT_REVOKE, consent_id, actor,
                                             {"voice_ids": list(revoked)})
         for revoked_id in revoked:
             await self._stores.audit.record(tenant, AuditAction.VOICE_REVOKE, revoked_id, actor,
-                                            {"consent_id": profile.consent_id})
+                                            {"consent_id": consent_id})
             await self._stop_using(tenant, revoked_id,
                                    JobError("voice_revoked", "the voice's consent was revoked"))
         if consent is None:
-            log.warning("voice %s points to a missing consent %s", voice_id, profile.consent_id)
-        return await self.get(tenant, voice_id)
+            log.warning("a profile points to a missing consent %s", consent_id)
+        for mixed in await self._stores.voices.list(tenant, [VoiceStatus.READY]):
+            if consent_id in (mixed.engine_params.get("source_consents") or ()):
+                await self._revoke_consent(principal, mixed.consent_id)
 
     async def delete(self, principal: Principal, voice_id: str) -> VoiceProfile:
         """Delete a profile, its reference audio and derived data; its consent is revoked (and
@@ -405,7 +420,7 @@ class VoiceService:
         await self._stop_using(tenant, profile.voice_id,
                                JobError("voice_deleted", "the voice was deleted"))
         await self._runner.run_blocking(self._files.remove_voice, tenant, profile.voice_id)
-        await self._stores.consents.revoke(tenant, profile.consent_id)
+        await self._revoke_consent(principal, profile.consent_id)
         await self._stores.audit.record(tenant, AuditAction.VOICE_DELETE, profile.voice_id, actor,
                                         {"name": profile.name, "consent_id": profile.consent_id,
                                          "files": len(profile.reference_files)})
