@@ -25,6 +25,11 @@ How each field is read:
 ``speed``
     OpenAI accepts 0.25 to 4.0; the engine speaks 0.5 to 2.0. Values outside 0.5-2.0 are refused
     with a 400 naming both ranges rather than silently clamped.
+``language`` and ``pitch`` (Timbre extensions; OpenAI has neither)
+    Optional. ``language`` is a code the voice speaks (``en``; Kokoro voices also ``es``, ``fr``,
+    ``it``, ``pt-br``, ``hi``...): one the voice cannot speak answers 400 ``unsupported_language``
+    naming the languages it does. ``pitch`` is in semitones, -6 to +6 (0: the voice's own). With
+    the ``openai`` SDK pass them as ``extra_body={"language": "fr", "pitch": 2}``.
 ``instructions``
     Accepted and ignored (the engine has no style prompt). ``stream_format`` may be ``audio``; ``sse``
     is refused. Unknown fields are ignored, so newer SDKs keep working.
@@ -69,11 +74,14 @@ from realtime.appkeys import (
 from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
 from realtime.guards import is_valid_text, json_body_limit, read_body
 from realtime.metrics import Metrics
+from realtime.protocol_fields import is_language_code
 from session.authn import Principal, Scope
 from session.errors import BadFormat, TimbreError, UnknownVoice
+from session.languages import UnsupportedLanguage
 from session.speech import Speech, SpeechRequest
 from session.tenancy import StreamQuota
 from session.voices import PROFILE_PREFIX, ResolvedVoice, VoiceUnavailable
+from session.voicing import MAX_PITCH, MIN_PITCH
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +135,10 @@ class OpenAISpeechRequest:
     """A Timbre voice id or profile id (OpenAI names already mapped)."""
     response_format: str = DEFAULT_FORMAT
     speed: float = 1.0
+    pitch: float = 0.0
+    """Semitones (a Timbre extension)."""
+    language: str | None = None
+    """As asked (a Timbre extension); ``Speech`` checks that the voice speaks it."""
 
 
 def parse_speech_request(body: bytes) -> OpenAISpeechRequest:
@@ -152,7 +164,8 @@ def parse_speech_request(body: bytes) -> OpenAISpeechRequest:
         raise InvalidSpeechRequest("input is not valid Unicode (a lone surrogate)",
                                    param="input", code="invalid_value")
     return OpenAISpeechRequest(model, text, _voice(data.get("voice")), _format(data),
-                               _speed(data.get("speed", 1.0)))
+                               _speed(data.get("speed", 1.0)), _pitch(data.get("pitch")),
+                               _language(data.get("language")))
 
 
 def timbre_voice(openai_voice: str) -> str:
@@ -212,6 +225,32 @@ def _speed(value: object) -> float:
     return speed
 
 
+def _pitch(value: object) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidSpeechRequest("pitch must be a number of semitones", param="pitch",
+                                   code="invalid_type")
+    if not MIN_PITCH <= value <= MAX_PITCH:  # NaN fails too
+        raise InvalidSpeechRequest(
+            f"pitch {value} is out of range: {MIN_PITCH:g} to {MAX_PITCH:g} semitones",
+            param="pitch")
+    return float(value)
+
+
+def _language(value: object) -> str | None:
+    """The code's shape only: whether the voice speaks it is checked when the speech starts."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidSpeechRequest("language must be a string", param="language",
+                                   code="invalid_type")
+    if not is_language_code(value):
+        raise InvalidSpeechRequest("language must be a language code such as 'en' or 'pt-br'",
+                                   param="language")
+    return value
+
+
 # -- errors -------------------------------------------------------------------------------------------
 
 
@@ -232,6 +271,8 @@ def _param_of(err: TimbreError) -> str | None:
         return "voice"
     if isinstance(err, BadFormat):
         return "response_format"
+    if isinstance(err, UnsupportedLanguage):
+        return "language"
     return None
 
 
@@ -280,8 +321,8 @@ async def stream_speech(request: web.Request, principal: Principal,
     HTTP error in OpenAI's shape; a later one ends the response early (truncated body)."""
     app = request.app
     metrics = app[METRICS]
-    speech = Speech(SpeechRequest(params.input, voice, params.speed), app[CATALOG],
-                    app[CONFIG].session, quota)
+    speech = Speech(SpeechRequest(params.input, voice, params.speed, params.pitch,
+                                  params.language), app[CATALOG], app[CONFIG].session, quota)
     encoder = make_encoder(fmt, speech.sample_rate_hz)
     response: web.StreamResponse | None = None
     try:

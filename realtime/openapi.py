@@ -96,7 +96,8 @@ SCHEMAS: dict[str, Schema] = {
     "Voice": {
         "type": "object",
         "description": "A voice profile of the tenant. Without a cloning engine (XTTS) a profile "
-                       "speaks with the stock voice closest to its reference (`base_voice`). "
+                       "speaks with the stock voice closest to its reference (`base_voice`) "
+                       "through a conversion stage fitted to the reference (`converted`). "
                        "Every voice also carries ElevenLabs' fields (`category`, `labels`, "
                        "`description`, `preview_url`, `settings`, ...), so ElevenLabs clients "
                        "can read the same list (docs/elevenlabs.md).",
@@ -108,6 +109,14 @@ SCHEMAS: dict[str, Schema] = {
             "base_voice": {"type": ["string", "null"], "example": "piper:joe"},
             "base_similarity": {"type": ["number", "null"], "example": 0.63,
                                 "description": "Speaker-embedding cosine to the base voice."},
+            "converted": {"type": "boolean",
+                          "description": "The profile speaks through its own conversion stage."},
+            "clone_similarity": {"type": ["number", "null"], "example": 0.81,
+                                 "description": "The clone job's check: the converted base voice "
+                                                "saying the transcript, against the reference."},
+            "mix": {"type": ["array", "null"], "description": "A mix's sources and weights.",
+                    "items": {"type": "object", "properties": {
+                        "voice_id": {"type": "string"}, "weight": {"type": "number"}}}},
             "reference_files": {"type": "integer"},
             "consent_id": {"type": "string"},
             "created_at": ISO_TIME, "updated_at": ISO_TIME,
@@ -174,7 +183,13 @@ SCHEMAS: dict[str, Schema] = {
             "voice": {"type": "string", "example": "piper:joe",
                       "description": "A stock voice id or one of your ready profiles."},
             "format": {"enum": ["wav", "flac", "mp3", "ogg"], "default": "wav"},
-            "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0}},
+            "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
+            "pitch": {"type": "number", "minimum": -6, "maximum": 6, "default": 0,
+                      "description": "Semitones up (+) or down (-)."},
+            "language": {"type": "string", "example": "en",
+                         "description": "A language the voice speaks (Kokoro voices: en, "
+                                        "en-gb, es, fr, it, pt-br, hi); otherwise 400 "
+                                        "unsupported_language."}},
     },
     "VoiceUpload": {
         "type": "object",
@@ -291,6 +306,27 @@ def _voices_paths() -> dict[str, Schema]:
                                            "content": _json(_ref("Voice"))},
                                    **_errors(403, 404)}),
         },
+        "/v1/voices/mix": {
+            "post": _op("Mix voices", "Blend 2 to 8 voices (stock voices and the tenant's ready "
+                        "profiles, all on one engine) by weight into a new profile, ready at "
+                        "once. Kokoro style vectors blend; each profile's conversion stage keeps "
+                        "its share. The mix is revoked when any source's consent is.", "Voices",
+                        scope="voices:write",
+                        body={"required": True, "content": _json({
+                            "type": "object", "required": ["name", "voices"],
+                            "properties": {
+                                "name": {"type": "string", "example": "Blend"},
+                                "voices": {"type": "array", "minItems": 2, "maxItems": 8,
+                                           "items": {"type": "object", "required": ["voice_id"],
+                                                     "properties": {
+                                                         "voice_id": {"type": "string"},
+                                                         "weight": {"type": "number",
+                                                                    "exclusiveMinimum": 0,
+                                                                    "maximum": 100}}}}}})},
+                        responses={"201": {"description": "The mixed profile.",
+                                           "content": _json(_ref("Voice"))},
+                                   **_errors(400, 402, 403, 404, 409)}),
+        },
     }
 
 
@@ -358,6 +394,12 @@ def _platform_paths() -> dict[str, Schema]:
             "enum": [8000, 16000, 22050, 24000, 44100, 48000], "default": 24000}},
         {"name": "speed", "in": "query", "schema": {"type": "number", "minimum": 0.5,
                                                     "maximum": 2.0, "default": 1.0}},
+        {"name": "pitch", "in": "query", "schema": {"type": "number", "minimum": -6,
+                                                    "maximum": 6, "default": 0},
+         "description": "Semitones up (+) or down (-)."},
+        {"name": "language", "in": "query", "schema": {"type": "string"},
+         "description": "Default language of new contexts; one the voice cannot speak is "
+                        "refused (unsupported_language, close 4400)."},
         {"name": "token", "in": "query", "schema": {"type": "string"},
          "description": "API key or token, for browsers that cannot set headers."},
     ]
@@ -405,6 +447,10 @@ def _platform_paths() -> dict[str, Schema]:
                                                              "pcm"], "default": "mp3"},
                                 "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0,
                                           "default": 1.0},
+                                "pitch": {"type": "number", "minimum": -6, "maximum": 6,
+                                          "description": "Timbre extension: semitones."},
+                                "language": {"type": "string", "description": "Timbre "
+                                             "extension: a language the voice speaks."},
                                 "instructions": {"type": "string"}}},
                             {"model": "tts-1", "input": "Hello there.", "voice": "alloy",
                              "response_format": "wav"})},
@@ -464,39 +510,47 @@ def _compat_paths() -> dict[str, Schema]:
     tts_body = {"required": True, "content": _json({
         "type": "object", "required": ["text"],
         "properties": {"text": {"type": "string"}, "model_id": {"type": "string"},
-                       "voice_settings": {"type": "object"}}}, {"text": "Hello there."})}
+                       "voice_settings": {"type": "object"},
+                       "language_code": {"type": "string", "example": "fr"}}},
+        {"text": "Hello there."})}
+    pitch = {"name": "pitch", "in": "query", "schema": {
+        "type": "number", "minimum": -6, "maximum": 6, "default": 0},
+        "description": "Timbre extension (not ElevenLabs'): semitones up (+) or down (-)."}
+    language = {"name": "language_code", "in": "query", "schema": {"type": "string"},
+                "description": "ISO 639-1 language of the socket's speech (for voices that "
+                               "speak several)."}
     audio = {"200": {"description": "The audio.", "content": {"audio/mpeg": {}, "audio/pcm": {}}},
              **_errors(400, 402, 429)}
     return {
         "/v1/text-to-speech/{voice_id}": {"post": _op(
             "ElevenLabs text to speech", "ElevenLabs-compatible synthesis of one text. " + xi,
-            "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output],
+            "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output, pitch],
             body=tts_body)},
         "/v1/text-to-speech/{voice_id}/stream": {"post": _op(
             "ElevenLabs text to speech stream", "As above, streamed as it is synthesised. " + xi,
-            "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output],
+            "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output, pitch],
             body=tts_body)},
         "/v1/text-to-speech/{voice_id}/with-timestamps": {"post": _op(
             "ElevenLabs text to speech with timestamps", "The audio (base64) and the time of "
             "every character, in one JSON object. " + xi, "ElevenLabs-compatible",
             {"200": {"description": "Audio and alignment.", "content": {"application/json": {}}},
-             **_errors(400, 402, 429)}, scope="tts", parameters=[*voice, output],
+             **_errors(400, 402, 429)}, scope="tts", parameters=[*voice, output, pitch],
             body=tts_body)},
         "/v1/text-to-speech/{voice_id}/stream/with-timestamps": {"post": _op(
             "ElevenLabs text to speech stream with timestamps", "As above, one JSON object per "
             "line as it is synthesised. " + xi, "ElevenLabs-compatible",
             {"200": {"description": "Audio and alignment, one object per line.",
                      "content": {"application/json": {}}}, **_errors(400, 402, 429)},
-            scope="tts", parameters=[*voice, output], body=tts_body)},
+            scope="tts", parameters=[*voice, output, pitch], body=tts_body)},
         "/v1/text-to-speech/{voice_id}/stream-input": {"get": _op(
             "ElevenLabs stream input", "WebSocket in ElevenLabs' stream-input message format "
             "(initial message, text with flush, empty text to close; audio base64 with "
             "alignment and isFinal). " + xi, "ElevenLabs-compatible", dict(ws), scope="tts",
-            parameters=[*voice, output])},
+            parameters=[*voice, output, language, pitch])},
         "/v1/text-to-speech/{voice_id}/multi-stream-input": {"get": _op(
             "ElevenLabs multi stream input", "WebSocket in ElevenLabs' multi-context format "
             "(context_id, close_context, close_socket). " + xi, "ElevenLabs-compatible",
-            dict(ws), scope="tts", parameters=[*voice, output])},
+            dict(ws), scope="tts", parameters=[*voice, output, language, pitch])},
         "/v1/telephony/twilio": {"get": _op(
             "Twilio media stream", "Twilio Media Streams, bidirectional: point TwiML "
             "`<Connect><Stream url=\"wss://HOST/v1/telephony/twilio?token=JWT\">` here. "

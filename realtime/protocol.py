@@ -2,7 +2,8 @@
 
 Messages are frozen dataclasses with a ``type`` tag; ``to_wire()`` serializes one (a JSON text frame,
 or bytes for ``AudioFrame``) and ``parse_client_message`` / ``parse_server_message`` turn a frame back
-into a message, raising the ``session.errors`` class the spec names for each bad input.
+into a message, raising the ``session.errors`` class the spec names for each bad input (the
+per-field checks are ``realtime.protocol_fields``).
 
 ``NativeProtocol`` is the per-connection state machine on top: it checks client messages against the
 contexts of the connection and numbers each context's audio frames. It does no I/O; the WebSocket
@@ -21,19 +22,16 @@ A context is *open* (counts toward ``max_contexts``) from its first ``text`` unt
 from __future__ import annotations
 
 import json
-import math
-import re
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Final, Literal, Self, TypeVar, cast, get_args
+from typing import Any, ClassVar, Final, Literal, Self, cast, get_args
 
-from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES
+from realtime import protocol_fields as fields
+from realtime.protocol_fields import JsonObject
 from session.errors import (
-    BadFormat,
     BadJson,
     BadMessage,
-    BadSampleRate,
     BinaryNotSupported,
     MessageTooLarge,
     TimbreError,
@@ -44,17 +42,11 @@ PROTOCOL_VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 65_536
 MAX_CONTEXTS: Final = 8
 MAX_CONTEXT_CHARS: Final = 5_000
-DEFAULT_CONTEXT_ID: Final = "default"
-MIN_SPEED: Final = 0.5
-MAX_SPEED: Final = 2.0
 
 AUDIO_FRAME_KIND: Final = 0x01
 _AUDIO_HEADER: Final = struct.Struct(">BBI")  # frame kind, context id length, sequence number
-_CONTEXT_ID: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 DoneReason = Literal["completed", "cancelled"]
-JsonObject = dict[str, Any]
-_T = TypeVar("_T")
 
 
 class _JsonMessage:
@@ -73,21 +65,27 @@ class _JsonMessage:
 
 @dataclass(frozen=True)
 class TextMessage(_JsonMessage):
-    """Append text to a context; the first text of an unknown id starts it (with voice/speed)."""
+    """Append text to a context; the first text of an unknown id starts it (with its voice, speed,
+    pitch and language; None: the session's). ``pitch`` is in semitones; ``language`` is checked
+    against the context's voice when the context starts."""
 
     type: ClassVar[Literal["text"]] = "text"
     context_id: str
     text: str
     voice: str | None = None
     speed: float | None = None
+    pitch: float | None = None
+    language: str | None = None
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
         return cls(
-            _client_context_id(obj),
-            _str(obj, "text"),
-            _optional(_name, obj, "voice"),
-            _optional(_speed, obj, "speed"),
+            fields.client_context_id(obj),
+            fields.string(obj, "text"),
+            fields.optional(fields.non_empty, obj, "voice"),
+            fields.optional(fields.speed, obj, "speed"),
+            fields.optional(fields.pitch, obj, "pitch"),
+            fields.optional(fields.language, obj, "language"),
         )
 
 
@@ -98,7 +96,7 @@ class FlushMessage(_JsonMessage):
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
-        return cls(_client_context_id(obj))
+        return cls(fields.client_context_id(obj))
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class CloseContextMessage(_JsonMessage):
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
-        return cls(_client_context_id(obj))
+        return cls(fields.client_context_id(obj))
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,7 @@ class CancelMessage(_JsonMessage):
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
-        return cls(_client_context_id(obj))
+        return cls(fields.client_context_id(obj))
 
 
 @dataclass(frozen=True)
@@ -130,14 +128,18 @@ class ConfigMessage(_JsonMessage):
     speed: float | None = None
     format: str | None = None
     sample_rate: int | None = None
+    pitch: float | None = None
+    language: str | None = None
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
         return cls(
-            _optional(_name, obj, "voice"),
-            _optional(_speed, obj, "speed"),
-            _optional(_format, obj, "format"),
-            _optional(_sample_rate, obj, "sample_rate"),
+            fields.optional(fields.non_empty, obj, "voice"),
+            fields.optional(fields.speed, obj, "speed"),
+            fields.optional(fields.audio_format, obj, "format"),
+            fields.optional(fields.sample_rate, obj, "sample_rate"),
+            fields.optional(fields.pitch, obj, "pitch"),
+            fields.optional(fields.language, obj, "language"),
         )
 
 
@@ -151,7 +153,7 @@ class ReportMessage(_JsonMessage):
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
-        return cls(_count(obj, "underruns"), _optional(_ms, obj, "buffered_ms"))
+        return cls(fields.count(obj, "underruns"), fields.optional(fields.ms, obj, "buffered_ms"))
 
 
 ClientMessage = (
@@ -185,29 +187,39 @@ class Ready(_JsonMessage):
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
         return cls(
-            _name(obj, "session_id"),
-            _count(obj, "protocol"),
-            _name(obj, "voice"),
-            _format(obj, "format"),
-            _sample_rate(obj, "sample_rate"),
+            fields.non_empty(obj, "session_id"),
+            fields.count(obj, "protocol"),
+            fields.non_empty(obj, "voice"),
+            fields.audio_format(obj, "format"),
+            fields.sample_rate(obj, "sample_rate"),
         )
 
 
 @dataclass(frozen=True)
 class ContextStarted(_JsonMessage):
+    """A context was admitted, with the settings it speaks with (the message's, else the
+    session's): ``language`` is the normalised code (``pt_BR`` -> ``pt-br``), absent when the
+    voice speaks its own default."""
+
     type: ClassVar[Literal["context_started"]] = "context_started"
     context_id: str
     voice: str
     format: str
     sample_rate: int
+    speed: float | None = None
+    pitch: float | None = None
+    language: str | None = None
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
         return cls(
-            _context_id(obj, "context_id"),
-            _name(obj, "voice"),
-            _format(obj, "format"),
-            _sample_rate(obj, "sample_rate"),
+            fields.context_id(obj, "context_id"),
+            fields.non_empty(obj, "voice"),
+            fields.audio_format(obj, "format"),
+            fields.sample_rate(obj, "sample_rate"),
+            fields.optional(fields.number, obj, "speed"),
+            fields.optional(fields.number, obj, "pitch"),
+            fields.optional(fields.string, obj, "language"),
         )
 
 
@@ -245,7 +257,7 @@ class AudioFrame:
             context_id = data[_AUDIO_HEADER.size : end].decode()
         except UnicodeDecodeError:
             raise BadMessage("context id in binary frame is not UTF-8") from None
-        return cls(_valid_context_id(context_id), sequence, bytes(data[end:]))
+        return cls(fields.valid_context_id(context_id), sequence, bytes(data[end:]))
 
 
 @dataclass(frozen=True)
@@ -260,7 +272,9 @@ class WordTime:
     def from_value(cls, value: object) -> Self:
         if not isinstance(value, dict):
             raise BadMessage("each entry of 'words' must be an object")
-        word = cls(_str(value, "word"), _ms(value, "start_ms"), _ms(value, "end_ms"))
+        word = cls(
+            fields.string(value, "word"), fields.ms(value, "start_ms"), fields.ms(value, "end_ms")
+        )
         if word.end_ms < word.start_ms:
             raise BadMessage(f"word {word.word!r} ends before it starts")
         return word
@@ -274,10 +288,12 @@ class Alignment(_JsonMessage):
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
-        words = _required(obj, "words")
+        words = fields.required(obj, "words")
         if not isinstance(words, list):
             raise BadMessage("field 'words' must be a list")
-        return cls(_context_id(obj, "context_id"), tuple(WordTime.from_value(w) for w in words))
+        return cls(
+            fields.context_id(obj, "context_id"), tuple(WordTime.from_value(w) for w in words)
+        )
 
 
 @dataclass(frozen=True)
@@ -292,13 +308,13 @@ class ContextDone(_JsonMessage):
 
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
-        reason = _str(obj, "reason")
+        reason = fields.string(obj, "reason")
         if reason not in get_args(DoneReason):
             raise BadMessage(f"field 'reason' must be one of {get_args(DoneReason)}")
         return cls(
-            _context_id(obj, "context_id"),
-            _count(obj, "samples"),
-            _count(obj, "characters"),
+            fields.context_id(obj, "context_id"),
+            fields.count(obj, "samples"),
+            fields.count(obj, "characters"),
             cast(DoneReason, reason),
         )
 
@@ -313,7 +329,9 @@ class ErrorMessage(_JsonMessage):
     @classmethod
     def from_dict(cls, obj: JsonObject) -> Self:
         return cls(
-            _name(obj, "code"), _str(obj, "message"), _optional(_context_id, obj, "context_id")
+            fields.non_empty(obj, "code"),
+            fields.string(obj, "message"),
+            fields.optional(fields.context_id, obj, "context_id"),
         )
 
 
@@ -355,7 +373,7 @@ def parse_client_message(
     try:
         return parse(obj)
     except TimbreError as err:
-        err.context_id = err.context_id or _context_id_or_none(obj)
+        err.context_id = err.context_id or fields.context_id_or_none(obj)
         raise
 
 
@@ -404,102 +422,3 @@ def _unknown_type(obj: JsonObject) -> UnknownType:
     if "type" not in obj:
         return UnknownType("message has no 'type'")
     return UnknownType(f"unknown message type {obj['type']!r}")
-
-
-def _context_id_or_none(obj: JsonObject) -> str | None:
-    value = obj.get("context_id")
-    return value if isinstance(value, str) and _CONTEXT_ID.fullmatch(value) else None
-
-
-# --- field readers: each raises BadMessage (or BadFormat/BadSampleRate) naming the field ----------
-
-
-def _required(obj: JsonObject, name: str) -> object:
-    value = obj.get(name)
-    if value is None:
-        raise BadMessage(f"missing field '{name}'")
-    return value
-
-
-def _optional(read: Callable[[JsonObject, str], _T], obj: JsonObject, name: str) -> _T | None:
-    """``read`` the field, or None when it is absent or null."""
-    return None if obj.get(name) is None else read(obj, name)
-
-
-def _str(obj: JsonObject, name: str) -> str:
-    value = _required(obj, name)
-    if not isinstance(value, str):
-        raise BadMessage(f"field '{name}' must be a string")
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a lone surrogate smuggled in as "\ud800"
-        raise BadMessage(f"field '{name}' is not valid Unicode") from None
-    return value
-
-
-def _name(obj: JsonObject, name: str) -> str:
-    value = _str(obj, name)
-    if not value:
-        raise BadMessage(f"field '{name}' must not be empty")
-    return value
-
-
-def _context_id(obj: JsonObject, name: str) -> str:
-    value = _required(obj, name)
-    if not isinstance(value, str):
-        raise BadMessage(f"field '{name}' must be a string")
-    return _valid_context_id(value)
-
-
-def _client_context_id(obj: JsonObject) -> str:
-    return _optional(_context_id, obj, "context_id") or DEFAULT_CONTEXT_ID
-
-
-def _valid_context_id(value: str) -> str:
-    if not _CONTEXT_ID.fullmatch(value):
-        raise BadMessage("context_id must be 1 to 64 characters from A-Z a-z 0-9 _ . : -")
-    return value
-
-
-def _count(obj: JsonObject, name: str) -> int:
-    value = _required(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadMessage(f"field '{name}' must be a non-negative integer")
-    return value
-
-
-def _number(obj: JsonObject, name: str) -> float:
-    value = _required(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadMessage(f"field '{name}' must be a number")
-    return float(value)
-
-
-def _ms(obj: JsonObject, name: str) -> float:
-    value = _number(obj, name)
-    if not 0 <= value < math.inf:
-        raise BadMessage(f"field '{name}' must be a non-negative number of milliseconds")
-    return value
-
-
-def _speed(obj: JsonObject, name: str) -> float:
-    value = _number(obj, name)
-    if not MIN_SPEED <= value <= MAX_SPEED:
-        raise BadMessage(f"field '{name}' must be between {MIN_SPEED} and {MAX_SPEED}")
-    return value
-
-
-def _sample_rate(obj: JsonObject, name: str) -> int:
-    value = _required(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadMessage(f"field '{name}' must be an integer")
-    if value not in SUPPORTED_SAMPLE_RATES:
-        raise BadSampleRate(f"sample_rate {value} is not one of {SUPPORTED_SAMPLE_RATES}")
-    return value
-
-
-def _format(obj: JsonObject, name: str) -> str:
-    value = _str(obj, name)
-    if value not in SUPPORTED_FORMATS:
-        raise BadFormat(f"format {value!r} is not one of {SUPPORTED_FORMATS}")
-    return value

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import WSMsgType, web
 
@@ -26,10 +26,12 @@ from realtime.appkeys import (
     TENANTS,
     VOICE_SERVICE,
 )
-from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES
-from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
+from realtime.codecs import StreamEncoder, make_encoder
 from realtime.metrics import Metrics
 from realtime.native_connection import NativeProtocol
+from realtime.native_query import StreamParams as StreamParams  # noqa: PLC0414 (re-exported)
+from realtime.native_query import native_format
+from realtime.native_query import parse_query as parse_query  # noqa: PLC0414 (re-exported)
 from realtime.protocol import (
     Alignment,
     CancelMessage,
@@ -56,15 +58,14 @@ from session.context import (
     ContextWords,
 )
 from session.errors import (
-    BadFormat,
     BadRequest,
-    BadSampleRate,
     InactivityTimeout,
     ServerBusy,
     TimbreError,
     with_close,
 )
 from session.ids import TenantId
+from session.languages import check_language
 from session.live import LiveVoices
 from session.output import OutputBuffer
 from session.session import Session, SessionDefaults
@@ -74,42 +75,6 @@ from session.voices import PROFILE_PREFIX, ProfileVoices, ResolvedVoice, VoiceUn
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-
-
-@dataclass(frozen=True)
-class StreamParams:
-    voice: str
-    format: str
-    sample_rate: int
-    speed: float
-
-
-def parse_query(query: dict[str, str], default_voice: str) -> StreamParams:
-    """Validate the connect query. Raises BadRequest-family errors (fatal, close 4400)."""
-    try:
-        rate = int(query.get("sample_rate", "24000"))
-    except ValueError:
-        raise with_close(BadSampleRate("sample_rate must be an integer"), 4400) from None
-    if rate not in SUPPORTED_SAMPLE_RATES:
-        raise with_close(BadSampleRate(
-            f"sample_rate {rate} is not one of {SUPPORTED_SAMPLE_RATES}"), 4400)
-    fmt = query.get("format", "pcm_s16le")
-    if fmt not in SUPPORTED_FORMATS:
-        raise with_close(BadFormat(f"format {fmt!r} is not one of {SUPPORTED_FORMATS}"), 4400)
-    rate = native_format(fmt, rate).sample_rate_hz
-    try:
-        speed = float(query.get("speed", "1.0"))
-    except ValueError:
-        raise BadRequest("speed must be a number") from None
-    if not 0.5 <= speed <= 2.0:
-        raise BadRequest("speed must be between 0.5 and 2.0")
-    return StreamParams(query.get("voice", default_voice), fmt, rate, speed)
-
-
-def native_format(name: str, sample_rate: int) -> OutputFormat:
-    """The output format of a native stream: ``pcm_s16le`` at the rate asked for, the others at
-    the rate their name fixes (``ulaw_8000``: 8 kHz; ``mp3``: 44.1 kHz; ``opus``: 48 kHz)."""
-    return parse_output_format(name, sample_rate if name == "pcm_s16le" else None)
 
 
 @dataclass
@@ -189,7 +154,9 @@ class NativeBridge:
             voice = None
             if message.voice is not None:
                 voice = await self.tenancy.profiles.resolve(self.tenancy.tenant, message.voice)
-            ctx = self.session.start_context(message.context_id, voice, message.speed)
+            language = self._language(voice, message.language)
+            ctx = self.session.start_context(message.context_id, voice, message.speed,
+                                             message.pitch, language)
         except TimbreError as err:
             self.protocol.refuse(message.context_id)
             err.context_id = err.context_id or message.context_id
@@ -208,9 +175,18 @@ class NativeBridge:
         self._outputs[ctx.context_id] = _ContextOutput(
             make_encoder(native_format(self.format, self.sample_rate), engine_rate), engine_rate)
         self.metrics.active_contexts.inc()
+        settings = ctx.settings
         self._put(self.protocol.send(ContextStarted(
-            ctx.context_id, ctx.settings.voice.voice_id, self.format, self.sample_rate)))
+            ctx.context_id, settings.voice.voice_id, self.format, self.sample_rate,
+            settings.speed, settings.pitch, settings.language)))
         return ctx
+
+    def _language(self, voice: ResolvedVoice | None, language: str | None) -> str | None:
+        """The language contexts with ``voice`` (None: the session's) will speak, normalised.
+        Raises UnsupportedLanguage when that voice cannot speak it, whether the language was
+        asked for now or is the session's default (set for another voice)."""
+        return check_language(voice or self.session.defaults.voice,
+                              language if language is not None else self.session.defaults.language)
 
     def _cancel(self, context_id: str) -> None:
         ctx = self.session.contexts.get(context_id)
@@ -235,9 +211,10 @@ class NativeBridge:
         voice = None
         if message.voice is not None:
             voice = await self.tenancy.profiles.resolve(self.tenancy.tenant, message.voice)
+        language = self._language(voice, message.language)  # checked before anything changes
         fmt = message.format or self.format
         rate = native_format(fmt, message.sample_rate or self.sample_rate).sample_rate_hz
-        self.session.configure(voice, message.speed)
+        self.session.configure(voice, message.speed, message.pitch, language)
         self.format, self.sample_rate = fmt, rate
 
     # session -> client
@@ -327,6 +304,7 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     try:
         params = parse_query(dict(request.query), config.session.default_voice)
         voice = await app[PROFILES].resolve(principal.tenant, params.voice)
+        params = replace(params, language=check_language(voice, params.language))
     except TimbreError as err:
         await _refuse(ws, metrics, with_close(err, 4400))
         return ws
@@ -394,7 +372,8 @@ async def _serve(ws: web.WebSocketResponse, request: web.Request, params: Stream
         max_message_bytes=limit,
     )
     holder: list[NativeBridge] = []
-    session = Session(app[CATALOG], config.session, SessionDefaults(voice, params.speed),
+    defaults = SessionDefaults(voice, params.speed, params.pitch, params.language)
+    session = Session(app[CATALOG], config.session, defaults,
                       lambda event: holder[0].on_event(event), asyncio.get_running_loop())
     bridge = NativeBridge(session, protocol, output, params, metrics, tenancy)
     holder.append(bridge)

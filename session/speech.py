@@ -41,6 +41,7 @@ from session.context import (
     ContextFinished,
 )
 from session.errors import SlowConsumer, SynthesisFailed, TimbreError
+from session.languages import check_language
 from session.session import Session, SessionConfig, SessionDefaults
 from session.tenancy import StreamQuota
 from session.voices import ResolvedVoice, VoiceCatalog
@@ -58,13 +59,19 @@ class SpeechRequest:
     voice: ResolvedVoice
     speed: float = 1.0
     """Engine speaking rate; the caller checks its range (transports differ in what they accept)."""
+    pitch: float = 0.0
+    """Semitones up (+) or down (-); the caller checks it against ``session.voicing``'s range."""
+    language: str | None = None
+    """As the client asked (``pt_BR``); ``start`` checks that the voice speaks it. None: the
+    voice's own language."""
 
 
 class Speech:
     """One ``SpeechRequest`` being spoken. Use as an async context manager, then iterate once.
 
-    Lives on the event loop. Raises (all ``TimbreError``s): on entering, ``QuotaExceeded`` when the
-    text would pass the month's characters, ``ServerBusy`` when the scheduler refuses the context,
+    Lives on the event loop. Raises (all ``TimbreError``s): on entering, ``UnsupportedLanguage``
+    when the voice cannot speak ``request.language``, ``QuotaExceeded`` when the text would pass
+    the month's characters, ``ServerBusy`` when the scheduler refuses the context,
     ``TextTooLong``; while iterating, ``SlowConsumer``, ``SynthesisFailed`` when the text gave no
     audio at all, or the error ``cancel`` was given (e.g. the voice was revoked).
 
@@ -77,8 +84,9 @@ class Speech:
         self.request = request
         self._config = config
         self._quota = quota
-        self._session = Session(catalog, config, SessionDefaults(request.voice, request.speed),
-                                self._on_event, asyncio.get_running_loop())
+        defaults = SessionDefaults(request.voice, request.speed, request.pitch)
+        self._session = Session(catalog, config, defaults, self._on_event,
+                                asyncio.get_running_loop())
         self._chunks: deque[FloatAudio] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
@@ -112,11 +120,14 @@ class Speech:
         """Check the allowance, admit the context and submit the whole text. Raises as above."""
         if self._context is not None:
             raise RuntimeError("this speech has already started")
-        self._quota.allow_text(len(self.request.text))
-        ctx = self._session.start_context(CONTEXT_ID, self.request.voice, self.request.speed)
+        request = self.request
+        language = check_language(request.voice, request.language)  # before any allowance is used
+        self._quota.allow_text(len(request.text))
+        ctx = self._session.start_context(CONTEXT_ID, request.voice, request.speed, request.pitch,
+                                          language)
         self._context = ctx
         try:
-            ctx.add_text(self.request.text)
+            ctx.add_text(request.text)
             ctx.close()
         except BaseException:
             ctx.cancel()

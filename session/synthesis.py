@@ -32,7 +32,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -63,12 +63,15 @@ from session.errors import (
 from session.files import TenantFiles, is_job_id
 from session.ids import JobId, TenantId
 from session.jobs import JobContext, JobRunner
+from session.languages import check_language
 from session.limits import check_characters, check_output_format
 from session.normalize import normalize
 from session.segment import SegmenterConfig, split_units
 from session.store.jobs import Job, JobError, JobKind, JobStatus, JobStore
 from session.tenancy import TenantDirectory
 from session.voices import ResolvedVoice
+from session.voicing import MAX_PITCH, MIN_PITCH, UnitStage, engine_speed, needs_stage
+from session.watermark import stamp
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +140,20 @@ class SynthesisRequest:
     voice: str
     format: str = "wav"
     speed: float = 1.0
+    pitch: float = 0.0
+    """Semitones up (+) or down (-), ``session.voicing.MIN_PITCH`` to ``MAX_PITCH``."""
+    language: str | None = None
+    """As asked until ``submit`` checks it against the voice; then the normalised code."""
 
     @classmethod
     def from_json(cls, body: object) -> SynthesisRequest:
         """The parsed JSON body; raises BadRequest naming what is missing or mistyped."""
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")
-        unknown = sorted(set(body) - {"text", "voice", "format", "speed"})
+        unknown = sorted(set(body) - {"text", "voice", "format", "speed", "pitch", "language"})
         if unknown:
-            raise BadRequest(f"unknown fields {unknown}; known: text, voice, format, speed")
+            raise BadRequest(f"unknown fields {unknown}; known: text, voice, format, speed, "
+                             "pitch, language")
         text, voice = body.get("text"), body.get("voice")
         if not isinstance(text, str) or not text.strip():
             raise BadRequest("'text' must be a non-empty string")
@@ -158,7 +166,13 @@ class SynthesisRequest:
         speed = body.get("speed", 1.0)
         if isinstance(speed, bool) or not isinstance(speed, int | float) or not math.isfinite(speed):
             raise BadRequest("'speed' must be a number")
-        return cls(text, voice, audio_format, float(speed))
+        pitch = body.get("pitch", 0.0)
+        if isinstance(pitch, bool) or not isinstance(pitch, int | float) or not math.isfinite(pitch):
+            raise BadRequest("'pitch' must be a number of semitones")
+        language = body.get("language")
+        if language is not None and (not isinstance(language, str) or not 0 < len(language) <= 16):
+            raise BadRequest("'language' must be a language code such as 'en' or 'pt-br'")
+        return cls(text, voice, audio_format, float(speed), float(pitch), language)
 
 
 class VoiceResolver(Protocol):
@@ -332,7 +346,8 @@ class SynthesisService:
 
     async def submit(self, principal: Principal, request: SynthesisRequest) -> Job:
         """Check the request and start its job (queued). Raises TextTooLong (413), BadFormat,
-        BadRequest (speed), FormatNotAllowed (403), UnknownVoice (404), a voice refusal, or
+        BadRequest (speed, pitch), FormatNotAllowed (403), UnknownVoice (404), a voice refusal,
+        UnsupportedLanguage (400) for a language the voice cannot speak, or
         QuotaExceeded (402) when the text needs more characters than the month has left."""
         tenant = principal.tenant
         config = self.config
@@ -344,17 +359,22 @@ class SynthesisService:
                             f"{', '.join(config.formats)}")
         if not config.min_speed <= request.speed <= config.max_speed:
             raise BadRequest(f"speed must be between {config.min_speed} and {config.max_speed}")
+        if not MIN_PITCH <= request.pitch <= MAX_PITCH:
+            raise BadRequest(f"pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones")
         account = await self._tenants.account(tenant)
         check_output_format(account.tier, request.format)
         voice = await self._voices.resolve(tenant, request.voice)
+        request = replace(request, language=check_language(voice, request.language))
         check_characters(account.tier, account.usage, requested=len(request.text))
         job = await self._jobs.create(tenant, JobKind.SYNTHESIZE, subject=voice.voice_id)
         await self._voices.record_use(tenant, voice.voice_id, principal.key_id,
                                       {"via": "synthesize", "job_id": job.job_id,
                                        "characters": len(request.text)})
 
+        stamper = stamp.current().stamper  # the app's, bound by the request (watermark key, store)
+
         async def work(context: JobContext) -> Mapping[str, Any]:
-            return await self._run(context, tenant, request, voice)
+            return await self._run(context, tenant, request, voice, stamper)
 
         self._runner.submit(job, work)
         return job
@@ -386,18 +406,19 @@ class SynthesisService:
     # -- the job -----------------------------------------------------------------------------------
 
     async def _run(self, context: JobContext, tenant: TenantId, request: SynthesisRequest,
-                   voice: ResolvedVoice) -> Mapping[str, Any]:
+                   voice: ResolvedVoice, stamper: stamp.Stamper) -> Mapping[str, Any]:
         units = await context.run_blocking(plan_units, request.text, self._segmenter)
         scheduler = voice.scheduler
         await wait_until_ready(scheduler, self.config.engine_wait_s)
         rate = scheduler.engine.sample_rate_hz
+        mark = stamper.mark(tenant, voice.voice_id, rate)  # the file is watermarked like a stream
         target = self._files.job_path(tenant, context.job_id, request.format)
         temporary = await context.run_blocking(self._files.temporary_path, target)
         progress = _Progress()
         try:
             writer = await context.run_blocking(AudioFileWriter, temporary, request.format, rate)
             try:
-                await self._speak(context, units, voice, request.speed, writer, progress)
+                await self._speak(context, units, voice, request, writer, progress, mark)
             finally:
                 await context.run_blocking(writer.close)
             if progress.units_done == progress.skipped:
@@ -419,11 +440,21 @@ class SynthesisService:
         }
 
     async def _speak(self, context: JobContext, units: Sequence[PlannedUnit],
-                     voice: ResolvedVoice, speed: float, writer: AudioFileWriter,
-                     progress: _Progress) -> None:
+                     voice: ResolvedVoice, request: SynthesisRequest, writer: AudioFileWriter,
+                     progress: _Progress, mark: stamp.StreamMark) -> None:
         spoken = [i for i, unit in enumerate(units) if unit.text]
         progress.skipped = progress.units_done = len(units) - len(spoken)
-        requests = [SynthesisUnit(units[i].text, voice.engine_voice, speed) for i in spoken]
+        speed = engine_speed(request.speed, request.pitch, voice.conversion)
+        requests = [SynthesisUnit(units[i].text, voice.engine_voice, speed,
+                                  language=request.language) for i in spoken]
+        rate = voice.scheduler.engine.sample_rate_hz
+
+        def voiced(chunk: FloatAudio) -> FloatAudio:
+            """A whole unit through the voice's conversion and the pitch option (one pass)."""
+            if not needs_stage(voice.conversion, request.pitch):
+                return chunk
+            stage = UnitStage(voice.conversion, request.pitch, rate)
+            return np.concatenate([stage.feed(chunk), stage.flush()])
 
         async def on_event(index: int, event: UnitAudio | UnitFailed) -> None:
             unit = units[spoken[index]]
@@ -441,7 +472,8 @@ class SynthesisService:
             audio = progress.pending_audio
             progress.pending_audio = []
             if audio:
-                await context.run_blocking(writer.write, np.concatenate(audio))
+                chunk = np.concatenate(audio)
+                await context.run_blocking(lambda: writer.write(mark.process(voiced(chunk))))
             progress.samples = writer.samples
             progress.units_done += 1
             await context.progress(progress.units_done / len(units))

@@ -181,30 +181,45 @@ def say(synthesize: Synthesize, transcript: str, gap_s: float = 0.2) -> tuple[F3
 
 
 def mean_f0(audio: F32, rate: int) -> float:
-    """Geometric mean F0 (Hz, 60-400) of clearly voiced 40 ms frames, from the normalised
-    autocorrelation at 16 kHz (peak above 0.6 in frames within 30 dB of the loudest). Only the
-    mean is used, so an occasional octave error barely matters; the median of log F0 guards it.
-    Raises ``ValueError`` when fewer than 10 frames are voiced."""
+    """Geometric mean F0 (Hz, 60-400) of clearly voiced frames, by YIN (de Cheveigne & Kawahara
+    2002) at 16 kHz: 25 ms windows every 10 ms, the cumulative-mean-normalised difference, the
+    first dip under 0.15 (refined to its local minimum) in frames within 30 dB of the loudest.
+    The median of log F0 guards against the odd octave error. Raises ``ValueError`` when fewer
+    than 10 frames are voiced."""
     wav = soxr.resample(audio, rate, 16000).astype(np.float64) if rate != 16000 else audio.astype(
         np.float64)
-    size, hop = 640, 160
-    count = max(0, 1 + (len(wav) - size) // hop)
+    size, hop = 400, 160
+    lo, hi = 16000 // 400, 16000 // 60
+    count = max(0, 1 + (len(wav) - 2 * size) // hop)
     if count == 0:
         raise ValueError("no voiced speech found")
-    frames = wav[np.arange(count)[:, None] * hop + np.arange(size)[None, :]]
+    frames = wav[np.arange(count)[:, None] * hop + np.arange(2 * size)[None, :]]
     frames = frames - frames.mean(axis=1, keepdims=True)
-    energy = (frames * frames).sum(axis=1)
-    spec = np.fft.rfft(frames * np.hanning(size), n=2 * size, axis=1)
-    acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :size]
-    acf /= np.maximum(acf[:, :1], 1e-12)
-    lo, hi = 16000 // 400, 16000 // 60
-    lags = lo + acf[:, lo:hi].argmax(axis=1)
-    peaks = acf[np.arange(count), lags]
+    head = frames[:, :size]
+    # d(tau) = E(0) + E(tau) - 2 r(tau) over a window of ``size`` samples
+    n = 4 * size
+    r = np.fft.irfft(np.conj(np.fft.rfft(head, n, axis=1)) * np.fft.rfft(frames, n, axis=1),
+                     n, axis=1)[:, :size]
+    sq = np.concatenate([np.zeros((count, 1)), np.cumsum(frames * frames, axis=1)], axis=1)
+    e_tau = sq[:, size:2 * size] - sq[:, :size]
+    d = e_tau[:, :1] + e_tau - 2 * r
+    cum = np.cumsum(d[:, 1:], axis=1)
+    cmnd = np.ones_like(d)
+    cmnd[:, 1:] = d[:, 1:] * np.arange(1, size) / np.maximum(cum, 1e-12)
+    energy = (head * head).sum(axis=1)
     loud = 10 * np.log10(energy + 1e-12) > 10 * np.log10(energy.max() + 1e-12) - 30.0
-    voiced = (peaks > 0.6) & loud
-    if voiced.sum() < 10:
+    lags = []
+    for row in np.nonzero(loud)[0]:
+        below = np.nonzero(cmnd[row, lo:hi] < 0.15)[0]
+        if below.size == 0:
+            continue
+        tau = lo + int(below[0])
+        while tau + 1 < hi and cmnd[row, tau + 1] < cmnd[row, tau]:
+            tau += 1
+        lags.append(tau)
+    if len(lags) < 10:
         raise ValueError("no voiced speech found")
-    return float(np.exp(np.median(np.log(16000.0 / lags[voiced]))))
+    return float(np.exp(np.median(np.log(16000.0 / np.asarray(lags, dtype=np.float64)))))
 
 
 _WARPS = np.exp(np.linspace(np.log(0.8), np.log(1.25), 13))

@@ -15,7 +15,9 @@ Routes (``add_elevenlabs_routes``):
 
 ``voice_id`` is a Timbre voice id (``piper:joe``) or one of the caller's voice profiles
 (``v_...``); ElevenLabs' stock voice ids (``21m00Tcm4TlvDq8ikWAM``, ...) are not Timbre's and are
-refused as an unknown voice. ``model_id``, ``voice_settings`` other than ``speed``,
+refused as an unknown voice. ``language_code`` (query on the WebSockets, body on HTTP) picks the
+language of voices that speak several; ``pitch`` (semitones, a query value on every route) is a
+Timbre extension. ``model_id``, ``voice_settings`` other than ``speed``,
 ``chunk_length_schedule``, ``try_trigger_generation``, ``sync_alignment`` and ``auto_mode`` are
 accepted and checked but do not change the speech.
 

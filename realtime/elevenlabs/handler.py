@@ -8,7 +8,9 @@ as ElevenLabs does.
 Credentials, in the order looked at: the ``xi-api-key`` header, ``Authorization: Bearer``, the
 ``authorization`` (or ``token``) query value, then ``xi_api_key`` / ``authorization`` in the first
 message. ``voice_id`` is a Timbre voice id or one of the caller's voice profiles (``v_...``);
-ElevenLabs' stock voice ids are not Timbre's and answer ``unknown_voice``.
+ElevenLabs' stock voice ids are not Timbre's and answer ``unknown_voice``. The query's
+``language_code`` (and Timbre's ``pitch``) become the session's defaults; a language the voice cannot
+speak is refused at connect (``unsupported_language``).
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from realtime.appkeys import (
 )
 from realtime.codecs import OutputFormat, StreamEncoder, make_encoder, parse_output_format
 from realtime.elevenlabs.alignment import CharAligner, fit, merge
+from realtime.elevenlabs.errors import POLICY_VIOLATION
 from realtime.elevenlabs.protocol import (
     DEFAULT_CONTEXT_ID,
-    POLICY_VIOLATION,
     CharAlignment,
     ClientMessage,
     CloseContext,
@@ -49,11 +51,9 @@ from realtime.elevenlabs.protocol import (
     KeepContextAlive,
     SendText,
     SocketState,
-    StreamQuery,
-    bearer,
-    parse_query,
     serialize,
 )
+from realtime.elevenlabs.query import StreamQuery, bearer, parse_query
 from realtime.metrics import Metrics
 from realtime.ws_native import Tenancy, audit_use, drain_output, not_a_websocket
 from session.authn import Principal, Scope
@@ -67,6 +67,7 @@ from session.context import (
     ContextWords,
 )
 from session.errors import ServerBusy, TimbreError
+from session.languages import check_language
 from session.output import OutputBuffer
 from session.session import Session, SessionDefaults
 from session.tenancy import StreamQuota
@@ -330,6 +331,7 @@ async def _handle(request: web.Request, *, multi: bool) -> web.StreamResponse:
             credential = first.credential if isinstance(first, InitializeConnection) else None
         principal = await _authenticate(request, credential)
         voice = await app[PROFILES].resolve(principal.tenant, request.match_info["voice_id"])
+        language = check_language(voice, query.language_code)
         _check_capacity(voice)
         quota = await StreamQuota.open(app[TENANTS], app[LIMITER], principal.tenant, fmt.codec)
     except TimbreError as err:
@@ -338,7 +340,8 @@ async def _handle(request: web.Request, *, multi: bool) -> web.StreamResponse:
     tenancy = Tenancy(principal.tenant, quota, app[PROFILES], app[LIVE],
                       audit_use(app, principal.tenant, principal.key_id))
     try:
-        await _serve(ws, request, protocol, query, fmt, voice, tenancy, first)
+        defaults = SessionDefaults(voice, pitch=query.pitch, language=language)
+        await _serve(ws, request, protocol, query, fmt, defaults, tenancy, first)
     finally:
         await quota.close()
     return ws
@@ -380,13 +383,13 @@ async def _refuse(ws: web.WebSocketResponse, metrics: Metrics, err: TimbreError)
 
 
 async def _serve(ws: web.WebSocketResponse, request: web.Request, protocol: ElevenLabsProtocol,
-                 query: StreamQuery, fmt: OutputFormat, voice: ResolvedVoice, tenancy: Tenancy,
-                 first: ClientMessage | None) -> None:
+                 query: StreamQuery, fmt: OutputFormat, defaults: SessionDefaults,
+                 tenancy: Tenancy, first: ClientMessage | None) -> None:
     app = request.app
     config, metrics = app[CONFIG], app[METRICS]
     output = OutputBuffer(config.session.output_buffer_bytes)
     holder: list[ElevenLabsBridge] = []
-    session = Session(app[CATALOG], config.session, SessionDefaults(voice),
+    session = Session(app[CATALOG], config.session, defaults,
                       lambda event: holder[0].on_event(event), asyncio.get_running_loop())
     bridge = ElevenLabsBridge(session, protocol, output, fmt, metrics, tenancy)
     holder.append(bridge)

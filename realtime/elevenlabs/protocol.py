@@ -37,13 +37,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from realtime.elevenlabs.errors import POLICY_VIOLATION, invalid_message
+from realtime.elevenlabs.errors import ElevenLabsError as ElevenLabsError  # noqa: PLC0414
+from realtime.elevenlabs.query import bearer
+from realtime.elevenlabs.query import parse_query as parse_query  # noqa: PLC0414
 from session.errors import TimbreError
 
-POLICY_VIOLATION: Final = 1008
-"""The close code ElevenLabs uses for every protocol error."""
-DEFAULT_OUTPUT_FORMAT: Final = "mp3_44100_128"
-DEFAULT_INACTIVITY_TIMEOUT_S: Final = 20
-MAX_INACTIVITY_TIMEOUT_S: Final = 180
+# The connect query (``realtime.elevenlabs.query``) and the error shape
+# (``realtime.elevenlabs.errors``) live in their own modules; ``ElevenLabsError`` and
+# ``parse_query`` stay importable from here, where the protocol's tests look for them.
+
 SPEED_RANGE: Final = (0.7, 1.2)
 """ElevenLabs' ``voice_settings.speed`` range (the engine speaks it as is)."""
 CHUNK_LENGTH_RANGE: Final = (50, 500)
@@ -53,81 +56,8 @@ MAX_CONTEXT_ID_CHARS: Final = 256
 """Longer ``context_id``s are refused: each is kept (and echoed) while its context lives."""
 
 
-class ElevenLabsError(TimbreError):
-    """A refusal in ElevenLabs' shape: ``error`` is their machine-readable code. Fatal: the socket
-    is closed with ``close_code`` after the error object is sent."""
-
-    code = "invalid_input_message"
-    http_status = 400
-    close_code = POLICY_VIOLATION
-
-    def __init__(self, message: str, error: str | None = None) -> None:
-        super().__init__(message)
-        if error is not None:
-            self.code = error
-
-
-def invalid_message(detail: str) -> ElevenLabsError:
-    return ElevenLabsError(
-        "Could not parse input message, make sure it is a json and follows the schema outlined "
-        f"in protocol: {detail}")
-
-
 class InvalidProtocolState(RuntimeError):
     """A bug: the transport drove the protocol in a way its lifecycle does not allow."""
-
-
-# -- connect parameters -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StreamQuery:
-    """The query string of either WebSocket (and the HTTP endpoints' ``output_format``)."""
-
-    output_format: str = DEFAULT_OUTPUT_FORMAT
-    inactivity_timeout_s: int = DEFAULT_INACTIVITY_TIMEOUT_S
-    sync_alignment: bool = False
-    """Accepted; alignment always rides on the audio chunk it describes."""
-    auto_mode: bool = False
-    """Accepted; Timbre always speaks a unit as soon as the segmenter completes one."""
-    model_id: str | None = None
-    """Accepted and ignored: the voice decides the engine."""
-    authorization: str | None = None
-
-
-def parse_query(query: dict[str, str]) -> StreamQuery:
-    """Raises ElevenLabsError (``invalid_request``) for a value ElevenLabs would refuse."""
-    try:
-        timeout = int(query.get("inactivity_timeout", DEFAULT_INACTIVITY_TIMEOUT_S))
-    except ValueError:
-        raise ElevenLabsError("inactivity_timeout must be an integer", "invalid_request") from None
-    if not 1 <= timeout <= MAX_INACTIVITY_TIMEOUT_S:
-        raise ElevenLabsError(
-            f"inactivity_timeout must be between 1 and {MAX_INACTIVITY_TIMEOUT_S} seconds",
-            "invalid_request")
-    return StreamQuery(
-        output_format=query.get("output_format", DEFAULT_OUTPUT_FORMAT),
-        inactivity_timeout_s=timeout,
-        sync_alignment=_flag(query, "sync_alignment"),
-        auto_mode=_flag(query, "auto_mode"),
-        model_id=query.get("model_id"),
-        authorization=query.get("authorization") or query.get("xi_api_key"),
-    )
-
-
-def _flag(query: dict[str, str], name: str) -> bool:
-    value = query.get(name, "false").lower()
-    if value not in ("true", "false"):
-        raise ElevenLabsError(f"{name} must be true or false", "invalid_request")
-    return value == "true"
-
-
-def bearer(value: str | None) -> str | None:
-    """The key in an ``authorization`` value, with or without its ``Bearer`` scheme."""
-    if not value:
-        return None
-    scheme, _, rest = value.strip().partition(" ")
-    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else value.strip()
 
 
 # -- client messages --------------------------------------------------------------------------------

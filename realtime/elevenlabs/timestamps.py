@@ -138,10 +138,9 @@ async def _speak(request: web.Request, tts: TtsRequest, stream: bool) -> web.Str
     """Like ``realtime.openai_speech.stream_speech`` (the same refusals, metering, profile watch
     and truncation on a late error), with the audio framed in JSON and timed."""
     app, metrics = request.app, request.app[METRICS]
-    speech = TimedSpeech(SpeechRequest(tts.text, tts.voice, tts.speed), app[CATALOG],
-                         app[CONFIG].session, tts.quota)
+    speech = TimedSpeech(tts.speech_request(), app[CATALOG], app[CONFIG].session, tts.quota)
     encoder = make_encoder(tts.format, speech.sample_rate_hz)
-    framer = TimestampedAudio(tts.text, speech.sample_rate_hz)
+    framer = TimestampedAudio(tts.body.text, speech.sample_rate_hz)
     response: web.StreamResponse | None = None
     whole: list[tuple[bytes, CharAlignment | None]] = []
     try:

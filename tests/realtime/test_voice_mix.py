@@ -1,6 +1,6 @@
 """``POST /v1/voices/mix`` against a real server: a cloned profile blended with a stock voice speaks,
 a Kokoro blend of stock styles speaks, bad mixes are refused clearly, and revoking a source ends
-the mix."""
+the mix. Also: offline synthesis applies the ``pitch`` option like streams do."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import requests
 import soundfile
 
+from inference.conversion.model import mean_f0
 from tests.server import RunningServer, ServerThread
 from tests.session.test_cloning import REFERENCE, espeak
 
@@ -120,3 +121,27 @@ def test_bad_mixes_are_refused_clearly(server: RunningServer, body: Any, status:
     answer = call(server, "POST", "/v1/voices/mix", json=body)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
+
+
+def synthesize(server: RunningServer, body: dict[str, Any]) -> np.ndarray:
+    made = call(server, "POST", "/v1/synthesize", json={"format": "wav", **body})
+    assert made.status_code == 202, made.text
+    job = made.json()["job"]["job_id"]
+    for _ in range(600):
+        state = call(server, "GET", f"/v1/jobs/{job}").json()
+        if state["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.3)
+    assert state["status"] == "succeeded", state
+    audio, _ = soundfile.read(io.BytesIO(call(server, "GET", f"/v1/jobs/{job}/audio").content),
+                              dtype="float32")
+    return np.asarray(audio)
+
+
+def test_offline_synthesis_applies_pitch(server: RunningServer) -> None:
+    text = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
+    plain = synthesize(server, {"text": text, "voice": "piper:joe"})
+    higher = synthesize(server, {"text": text, "voice": "piper:joe", "pitch": 4})
+    ratio = mean_f0(higher, 22050) / mean_f0(plain, 22050)
+    assert ratio == pytest.approx(2 ** (4 / 12), rel=0.08)
+    assert len(higher) / len(plain) == pytest.approx(1.0, abs=0.15)

@@ -21,7 +21,7 @@ import soundfile
 import soxr
 
 from inference.piper import PiperEngine
-from inference.scheduler import Scheduler
+from inference.scheduler import Scheduler, SchedulerConfig
 from inference.speaker import SpeakerEncoder, cosine
 from session.authn import Principal
 from session.context import ContextAudio, ContextEvent, ContextFinished
@@ -59,7 +59,8 @@ def espeak(text: str, voice: str = "en-us+m2") -> tuple[np.ndarray, int]:
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduler]:
-    scheduler = Scheduler(PiperEngine(cache_dir=tmp_path_factory.mktemp("piper")))
+    scheduler = Scheduler(PiperEngine(cache_dir=tmp_path_factory.mktemp("piper")),
+                          SchedulerConfig(admission_utilization=None))
     scheduler.start()
     assert scheduler.ready.wait(120), "piper did not warm up"
     yield scheduler
