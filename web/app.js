@@ -54,6 +54,7 @@ async function loadVoices(select = null) {
 
 const voice = () => $("voice").value;
 const speed = () => Number($("speed").value);
+const pitch = () => Number($("pitch").value);
 
 // -- cloning --------------------------------------------------------------------------------------
 
@@ -118,7 +119,10 @@ async function clone() {
     });
     const made = (await loadVoices(voiceId)).find((v) => v.voice_id === voiceId);
     const base = made && made.base_voice
-      ? ` It speaks with ${made.base_voice}${made.base_similarity != null ? ` (similarity ${made.base_similarity.toFixed(2)})` : ""}.`
+      ? made.converted
+        ? ` It speaks as ${made.base_voice} converted toward your voice` +
+          `${made.clone_similarity != null ? ` (similarity ${made.clone_similarity.toFixed(2)})` : ""}.`
+        : ` It speaks with ${made.base_voice}${made.base_similarity != null ? ` (similarity ${made.base_similarity.toFixed(2)})` : ""}.`
       : "";
     $("clone-status").textContent = `Ready: ${voiceId} is selected under “Voice”.${base}`;
     status("Your voice is ready.");
@@ -141,7 +145,7 @@ let llm = null; // AbortController of a running simulated LLM
 async function send(id, text) {
   clearError("speak-error");
   try {
-    await talk.text(id, text, voice(), speed());
+    await talk.text(id, text, voice(), speed(), pitch());
   } catch (err) { showError("speak-error", err); throw err; }
 }
 
@@ -306,6 +310,11 @@ function wire() {
     $("speed-out").textContent = `${v}×`;
     $("speed").setAttribute("aria-valuetext", `${v} times`);
   });
+  $("pitch").addEventListener("input", () => {
+    const v = `${pitch() > 0 ? "+" : ""}${pitch()} semitones`;
+    $("pitch-out").textContent = v;
+    $("pitch").setAttribute("aria-valuetext", v);
+  });
   $("text").addEventListener("input", () => onType());
   $("text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); speakAll(); }
@@ -315,6 +324,9 @@ function wire() {
     }
   });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") stop(); });
+  // Hang up when the tab goes: a WebRTC call the page just drops stays up on the server (its
+  // track sending, its stream counted against the quota) until ICE consent fails, ~30 s later.
+  window.addEventListener("pagehide", () => talk.disconnect());
   showSource();
   resetTyping();
   setInterval(() => talk.report(), REPORT_MS);

@@ -18,6 +18,7 @@ const MESSAGES = {
   consent_required: "Please read and accept the consent statement (and fill in the speaker's name) before cloning.",
   voice_unavailable: "This voice cannot speak now: it is still cloning, its cloning failed, or its consent was revoked.",
   unknown_voice: "That voice does not exist on this server (any more). Pick another voice.",
+  unsupported_language: "This voice does not speak the language asked for. Pick a voice that speaks it.",
   // reference audio
   undecodable_audio: "That file could not be read as audio. Use a WAV, MP3, FLAC, OGG or WebM recording.",
   too_short: "The recording has too little speech. Read the whole script (at least 10 seconds of speech, 30 seconds is better).",

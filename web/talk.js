@@ -4,14 +4,15 @@
 // `text` message sent to the first audio: over WebSocket the arrival of the context's first
 // binary frame, over WebRTC the first speech heard on the call's track (the track plays silence
 // between utterances, so only the sound tells where the utterance starts). Its frames played and
-// underruns are the counters' growth from its first text until it has played out.
+// underruns are the counters' growth from its first text until it has played out (over WebRTC
+// concealment counts only from its first speech heard: see pollRtc).
 //
 // window.timbreStats mirrors these counters for people and for the browser tests.
 import { RtcTransport, WsTransport } from "./transports.js";
 
 const RTC_POLL_MS = 250;
 /** Errors that refuse a new context (it never starts), and those that follow from sending to one. */
-const REFUSALS = new Set(["server_busy", "too_many_contexts", "unknown_voice", "voice_unavailable"]);
+const REFUSALS = new Set(["server_busy", "too_many_contexts", "unknown_voice", "voice_unavailable", "unsupported_language"]);
 const ECHOES = new Set(["unknown_context", "context_closed", ...REFUSALS]);
 
 export function newStats() {
@@ -39,9 +40,14 @@ export class Talk extends EventTarget {
     this.defaultVoice = null; // the server's default voice, from `ready`
     this.rtcPlayout = null; // the call's last playout statistics
     this.rtcUnderruns = 0; // concealment events that concealed speech (see pollRtc)
+    this.rtcPolls = 0; // getStats calls made, and the latest one whose answer was used
+    this.rtcPollsSeen = 0;
     this.rtcTimer = null;
     audio.addEventListener("stats", () => this.refresh());
-    audio.addEventListener("speech", () => { if (this.kind === "webrtc") this.firstAudio(); });
+    audio.addEventListener("speech", () => {
+      // the first speech heard also starts counting the call's concealment against the turn
+      if (this.kind === "webrtc" && this.firstAudio()) this.pollRtc();
+    });
     audio.addEventListener("drained", (e) => {
       if (this.turn && this.turn.id === e.detail && this.kind === "websocket") { this.refresh(); this.turn.playedOut = true; }
     });
@@ -106,16 +112,22 @@ export class Talk extends EventTarget {
   async pollRtc() {
     const t = this.transport;
     if (!(t instanceof RtcTransport)) return;
+    // Only a gap in speech is an underrun: the jitter buffer also conceals while the call
+    // starts up and between utterances, where it conceals the track's silence, and Chromium
+    // reports concealing digital silence as non-silent (silentConcealedSamples grows only
+    // once a concealment has faded out). So concealment counts from the first poll made
+    // after the utterance's speech was heard until it has played out (docs/demo.md).
+    const turn = this.turn;
+    const hearing = turn !== null && turn.ttfaMs !== null && !turn.playedOut ? turn : null;
+    const seq = ++this.rtcPolls;
     const p = await t.playout();
-    if (!p) return;
-    // The jitter buffer conceals whenever a packet is late. Concealing the silence the track
-    // plays between utterances is inaudible; concealing speech is a gap the listener hears,
-    // which is what an underrun means here.
+    if (!p || seq < this.rtcPollsSeen || t !== this.transport) return;
+    this.rtcPollsSeen = seq;
     const last = this.rtcPlayout;
-    if (last && p.audibleConcealed > last.audibleConcealed) {
+    if (hearing && last && last.heard === hearing && p.audibleConcealed > last.audibleConcealed) {
       this.rtcUnderruns += Math.max(1, p.concealmentEvents - last.concealmentEvents);
     }
-    this.rtcPlayout = p;
+    this.rtcPlayout = { ...p, heard: hearing };
     this.refresh();
   }
 
@@ -134,11 +146,11 @@ export class Talk extends EventTarget {
   }
 
   /** Send text of an utterance (a word, a token, or the rest of a sentence). */
-  async text(id, text, voice, speed) {
+  async text(id, text, voice, speed, pitch = 0) {
     if (this.refused.has(id) || !this.open.has(id)) return; // refused, cancelled or finished
     const t = await this.connected(voice, speed);
     if (this.turn && this.turn.id === id && this.turn.sentAt === null) this.turn.sentAt = performance.now();
-    t.send({ type: "text", context_id: id, text, voice, speed });
+    t.send({ type: "text", context_id: id, text, voice, speed, pitch });
   }
 
   flush(id) { if (this.transport && this.open.has(id)) this.transport.send({ type: "flush", context_id: id }); }
@@ -154,14 +166,16 @@ export class Talk extends EventTarget {
     this.open.clear();
   }
 
+  /** The latest utterance's first audio (true the first time). */
   firstAudio() {
     const turn = this.turn;
-    if (!turn || turn.sentAt === null || turn.ttfaMs !== null) return;
+    if (!turn || turn.sentAt === null || turn.ttfaMs !== null) return false;
     const now = performance.now();
     turn.ttfaMs = Math.round(now - turn.sentAt);
     this.stats.firstAudioMs = Math.round(now);
     this.stats.lastTtfaMs = turn.ttfaMs;
     this.refresh();
+    return true;
   }
 
   onMessage(msg) {

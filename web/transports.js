@@ -132,7 +132,9 @@ export class RtcTransport extends EventTarget {
     this.pc = pc;
     const { receiver } = pc.addTransceiver("audio", { direction: "recvonly" });
     // at least as much buffer as the WebSocket player starts with, so a server that is late by a
-    // few tens of ms is not heard; the browser's jitter buffer still grows if the network needs it
+    // few tens of ms is not heard; the browser's jitter buffer still grows if the network needs it.
+    // It would reach the target only slowly (by stretching audio): the server's track runs 0.1 s
+    // ahead from the start so that the buffer holds it from the first packet (docs/demo.md)
     if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = JITTER_TARGET_MS;
     const channel = pc.createDataChannel("timbre");
     this.channel = channel;

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 class CallSettings:
     channel_open_timeout_s: float = 30.0
     """How long after the answer the client has to open its data channel."""
+    lead_s: float = 0.1
+    """How far the speech track runs ahead of real time (``SpeechTrack``): what the browser's
+    jitter buffer holds from the call's first packet, so the first utterance has the same
+    margin as later ones."""
 
 
 class RtcCall:

@@ -110,7 +110,7 @@ def _new_call(request: web.Request, voice: ResolvedVoice, speed: float,
     protocol = NativeProtocol(max_contexts=config.session.max_contexts,
                               max_context_chars=config.session.max_context_chars,
                               max_message_bytes=config.server.max_message_bytes)
-    track = SpeechTrack()
+    track = SpeechTrack(lead_s=app[CALL_SETTINGS].lead_s)
     holder: list[RtcBridge] = []
     session = Session(app[CATALOG], config.session, SessionDefaults(voice, speed),
                       lambda event: holder[0].on_event(event), asyncio.get_running_loop())

@@ -18,6 +18,9 @@ class DemoPage:
     errors: list[str] = field(default_factory=list)
 
     def close(self) -> None:
+        """Close the tab the way a person does (the page hangs up its call on ``pagehide``),
+        then its context: a call left up would keep loading the server for the next test."""
+        self.page.close(run_before_unload=True)
         self.page.context.close()
 
     def stats(self) -> dict[str, Any]:
