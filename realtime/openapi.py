@@ -13,306 +13,75 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Any
+
+from realtime.openapi_schemas import (
+    JOB_ID,
+    SCHEMAS,
+    VOICE_ID,
+    Schema,
+    errors,
+    json_content,
+    operation,
+    path_param,
+    ref,
+)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-
-Schema = dict[str, Any]
-
-ERROR_CODES = {
-    400: "bad_request, bad_format, ...: the request is malformed",
-    401: "unauthorized: missing, unknown, revoked or expired credential",
-    402: "quota_exceeded or profile_limit: the tier's allowance is used up",
-    403: "forbidden (the credential lacks the scope) or format_not_allowed (not in the tier)",
-    404: "unknown_voice / unknown_job: no such id for this tenant (another tenant's ids too)",
-    409: "the object is not in a state that allows this (voice_unavailable, no_audio, ...)",
-    413: "file_too_large / text_too_long: the body is over the limit",
-    415: "unsupported_audio: the upload is not audio in a format the server decodes",
-    422: "the values are readable but refused (reference-audio checks, consent_required)",
-    429: "too_many_streams: the tier's concurrent streams are all open",
-    503: "server_busy: no capacity now; retry later",
-}
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: Schema, example: Any = None) -> Schema:
-    content: Schema = {"schema": schema}
-    if example is not None:
-        content["example"] = example
-    return {"application/json": content}
-
-
-def _errors(*statuses: int) -> dict[str, Schema]:
-    return {str(s): {"description": ERROR_CODES[s], "content": _json(_ref("Error"))}
-            for s in statuses}
-
-
-def _path_param(name: str, description: str, example: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string"}, "example": example}
-
-
-def _op(summary: str, description: str, tag: str, responses: dict[str, Schema], *,
-        scope: str | None = None, parameters: list[Schema] | None = None,
-        body: Schema | None = None, public: bool = False) -> Schema:
-    op: Schema = {"summary": summary, "description": description, "tags": [tag],
-                  "operationId": summary.lower().replace(" ", "_").replace("'", ""),
-                  "responses": responses}
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = body
-    if scope is not None:
-        op["x-scope"] = scope
-    if public:
-        op["security"] = []
-    else:
-        responses.update(_errors(401))
-    return op
-
-
-VOICE_ID = _path_param("voice_id", "A voice profile id (v_...).", "v_0123456789abcdef")
-JOB_ID = _path_param("job_id", "A job id (job_...).", "job_0123456789abcdef")
-ISO_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
-
-SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string", "example": "unknown_voice"},
-                           "message": {"type": "string"}}}},
-    },
-    "StockVoice": {
-        "type": "object", "description": "A voice that ships with the server (read-only).",
-        "properties": {
-            "voice_id": {"type": "string", "example": "piper:joe"},
-            "kind": {"const": "stock"}, "name": {"type": "string", "example": "joe"},
-            "engine": {"type": "string", "example": "piper"}, "status": {"const": "ready"}},
-    },
-    "Voice": {
-        "type": "object",
-        "description": "A voice profile of the tenant. Without a cloning engine (XTTS) a profile "
-                       "speaks with the stock voice closest to its reference (`base_voice`) "
-                       "through a conversion stage fitted to the reference (`converted`). "
-                       "Every voice also carries ElevenLabs' fields (`category`, `labels`, "
-                       "`description`, `preview_url`, `settings`, ...), so ElevenLabs clients "
-                       "can read the same list (docs/elevenlabs.md).",
-        "properties": {
-            "voice_id": {"type": "string", "example": "v_0123456789abcdef"},
-            "kind": {"const": "profile"}, "name": {"type": "string", "example": "Narrator"},
-            "status": {"enum": ["pending", "ready", "failed", "revoked"]},
-            "error": {"type": ["string", "null"], "description": "Why it failed."},
-            "base_voice": {"type": ["string", "null"], "example": "piper:joe"},
-            "base_similarity": {"type": ["number", "null"], "example": 0.63,
-                                "description": "Speaker-embedding cosine to the base voice."},
-            "converted": {"type": "boolean",
-                          "description": "The profile speaks through its own conversion stage."},
-            "clone_similarity": {"type": ["number", "null"], "example": 0.81,
-                                 "description": "The clone job's check: the converted base voice "
-                                                "saying the transcript, against the reference."},
-            "mix": {"type": ["array", "null"], "description": "A mix's sources and weights.",
-                    "items": {"type": "object", "properties": {
-                        "voice_id": {"type": "string"}, "weight": {"type": "number"}}}},
-            "reference_files": {"type": "integer"},
-            "consent_id": {"type": "string"},
-            "created_at": ISO_TIME, "updated_at": ISO_TIME,
-            "category": {"enum": ["premade", "cloned"],
-                         "description": "ElevenLabs' field: stock voices are premade."},
-            "labels": {"type": "object"},
-            "is_owner": {"type": "boolean"}},
-    },
-    "VoiceDetail": {
-        "allOf": [_ref("Voice"), {"type": "object", "properties": {
-            "consent": {"oneOf": [_ref("Consent"), {"type": "null"}]},
-            "job": {"oneOf": [_ref("Job"), {"type": "null"}],
-                    "description": "The latest clone job (null once expired)."}}}],
-    },
-    "Consent": {
-        "type": "object",
-        "properties": {
-            "consent_id": {"type": "string"}, "owner_name": {"type": "string"},
-            "statement": {"type": "string"}, "purpose": {"type": "string"},
-            "expires_at": ISO_TIME,
-            "uploaded_by": {"type": "string", "description": "The key that uploaded it."},
-            "created_at": ISO_TIME, "revoked_at": ISO_TIME},
-    },
-    "Job": {
-        "type": "object",
-        "properties": {
-            "job_id": {"type": "string", "example": "job_0123456789abcdef"},
-            "kind": {"enum": ["clone", "synthesize"]},
-            "status": {"enum": ["queued", "running", "succeeded", "failed"]},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "subject": {"type": ["string", "null"],
-                        "description": "The voice the job works on or speaks with."},
-            "error": {"oneOf": [{"type": "null"}, {
-                "type": "object", "properties": {"code": {"type": "string",
-                                                          "example": "interrupted"},
-                                                 "message": {"type": "string"}}}]},
-            "result": {"oneOf": [{"type": "null"}, _ref("SynthesisResult"),
-                                 _ref("CloneResult")]},
-            "created_at": ISO_TIME, "updated_at": ISO_TIME,
-            "expires_at": {**ISO_TIME, "description": "When a finished job (and its audio) is "
-                                                      "deleted."}},
-    },
-    "CloneResult": {
-        "type": "object",
-        "properties": {"voice_id": {"type": "string"},
-                       "base_voice": {"type": "string", "example": "piper:joe"},
-                       "base_similarity": {"type": "number"}},
-    },
-    "SynthesisResult": {
-        "type": "object",
-        "properties": {
-            "audio_url": {"type": "string", "example": "/v1/jobs/job_0123456789abcdef/audio"},
-            "duration_s": {"type": "number"}, "format": {"enum": ["wav", "flac", "mp3", "ogg"]},
-            "characters": {"type": "integer"}, "sample_rate_hz": {"type": "integer"},
-            "voice": {"type": "string"},
-            "skipped_units": {"type": "integer",
-                              "description": "Pieces with nothing to pronounce."}},
-    },
-    "SynthesisRequest": {
-        "type": "object", "required": ["text", "voice"], "additionalProperties": False,
-        "properties": {
-            "text": {"type": "string", "maxLength": 200000,
-                     "description": "Up to 200,000 characters (configurable)."},
-            "voice": {"type": "string", "example": "piper:joe",
-                      "description": "A stock voice id or one of your ready profiles."},
-            "format": {"enum": ["wav", "flac", "mp3", "ogg"], "default": "wav"},
-            "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
-            "pitch": {"type": "number", "minimum": -6, "maximum": 6, "default": 0,
-                      "description": "Semitones up (+) or down (-)."},
-            "language": {"type": "string", "example": "en",
-                         "description": "A language the voice speaks (Kokoro voices: en, "
-                                        "en-gb, es, fr, it, pt-br, hi); otherwise 400 "
-                                        "unsupported_language."}},
-    },
-    "VoiceUpload": {
-        "type": "object",
-        "required": ["name", "file", "consent_owner_name", "consent_statement",
-                     "consent_accepted", "consent_purpose"],
-        "properties": {
-            "name": {"type": "string", "maxLength": 100, "example": "Narrator"},
-            "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                     "description": "One or more reference recordings (wav, mp3, flac, ogg, webm; "
-                                    "any rate): at least 10 s of speech in total, 30 s "
-                                    "recommended, one speaker, not clipped, little noise. "
-                                    "At most 50 MB together (configurable)."},
-            "transcript": {"type": "array", "items": {"type": "string"},
-                           "description": "Optional: the i-th transcript is what the i-th file "
-                                          "says."},
-            "consent_owner_name": {"type": "string", "description": "The voice owner."},
-            "consent_statement": {"type": "string",
-                                  "description": "The statement the owner accepted."},
-            "consent_accepted": {"type": "boolean", "description": "Must be true."},
-            "consent_purpose": {"type": "string"},
-            "consent_expires_at": {"type": "string", "format": "date",
-                                   "description": "Optional ISO date (valid through that day, "
-                                                  "UTC) or date-time."}},
-    },
-    "Tier": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "example": "pro"},
-            "characters_per_month": {"type": ["integer", "null"],
-                                     "description": "null: unlimited"},
-            "max_profiles": {"type": ["integer", "null"]},
-            "max_concurrent_streams": {"type": "integer"},
-            "output_formats": {"type": ["array", "null"], "items": {"type": "string"}}},
-    },
-    "UsageMonth": {
-        "type": "object",
-        "properties": {"month": {"type": "string", "example": "2026-11"},
-                       "characters": {"type": "integer"}, "audio_s": {"type": "number"},
-                       "requests": {"type": "integer"}},
-    },
-    "Usage": {
-        "type": "object",
-        "properties": {
-            "tenant": {"type": "string"}, "tier": _ref("Tier"), "month": _ref("UsageMonth"),
-            "history": {"type": "array", "items": _ref("UsageMonth"),
-                        "description": "Recent months with usage, newest first."},
-            "profiles": {"type": "integer", "description": "Pending and ready profiles."},
-            "streams": {"type": "integer", "description": "Streams open now."},
-            "remaining": {"type": "object", "properties": {
-                "characters": {"type": ["integer", "null"]},
-                "profiles": {"type": ["integer", "null"]}, "streams": {"type": "integer"}}}},
-    },
-    "TokenRequest": {
-        "type": "object", "additionalProperties": False,
-        "properties": {
-            "ttl_s": {"type": "integer", "minimum": 1, "default": 300},
-            "scopes": {"type": "array",
-                       "items": {"enum": ["tts", "voices:read", "voices:write"]},
-                       "description": "Default: the caller's; may only narrow them."}},
-    },
-    "Token": {
-        "type": "object",
-        "properties": {"token": {"type": "string"},
-                       "expires_at": {"type": "integer", "description": "Unix seconds."},
-                       "tenant": {"type": "string"}},
-    },
-}
-
 
 def _voices_paths() -> dict[str, Schema]:
     return {
         "/v1/voices": {
-            "get": _op(
+            "get": operation(
                 "List voices", "The server's stock voices (read-only) followed by the tenant's "
                 "profiles, newest first.", "Voices", scope="voices:read",
-                responses={"200": {"description": "The voices.", "content": _json({
+                responses={"200": {"description": "The voices.", "content": json_content({
                     "type": "object", "properties": {"voices": {"type": "array", "items": {
-                        "oneOf": [_ref("StockVoice"), _ref("Voice")]}}}})}}),
-            "post": _op(
+                        "oneOf": [ref("StockVoice"), ref("Voice")]}}}})}}),
+            "post": operation(
                 "Create voice", "Upload reference audio and the voice owner's consent. Every "
                 "check runs before anything is stored: a refusal leaves no consent, profile, job "
                 "or file. The profile starts `pending`; poll the returned job until it is "
                 "`succeeded` and the profile `ready`. The upload size is checked while it "
                 "streams in.", "Voices", scope="voices:write",
                 body={"required": True, "content": {"multipart/form-data": {
-                    "schema": _ref("VoiceUpload"),
+                    "schema": ref("VoiceUpload"),
                     "encoding": {"file": {"contentType": "audio/*"}}}}},
                 responses={
                     "202": {"description": "Accepted: the profile and its clone job.",
                             "headers": {"Location": {"schema": {"type": "string"},
                                                      "description": "The job's URL."}},
-                            "content": _json({"type": "object", "properties": {
-                                "voice": _ref("Voice"), "job": _ref("Job")}})},
-                    **_errors(400, 402, 403, 413, 422)}),
+                            "content": json_content({"type": "object", "properties": {
+                                "voice": ref("Voice"), "job": ref("Job")}})},
+                    **errors(400, 402, 403, 413, 422)}),
         },
         "/v1/voices/{voice_id}": {
-            "get": _op("Get voice", "One of the tenant's profiles, with its consent record and "
+            "get": operation("Get voice", "One of the tenant's profiles, with its consent record and "
                        "latest clone job.", "Voices", scope="voices:read",
                        parameters=[VOICE_ID],
                        responses={"200": {"description": "The profile.",
-                                          "content": _json(_ref("VoiceDetail"))},
-                                  **_errors(403, 404)}),
-            "delete": _op("Delete voice", "Delete the profile, its reference audio and data "
+                                          "content": json_content(ref("VoiceDetail"))},
+                                  **errors(403, 404)}),
+            "delete": operation("Delete voice", "Delete the profile, its reference audio and data "
                           "derived from it; its consent is revoked and live streams using it "
                           "end.", "Voices", scope="voices:write", parameters=[VOICE_ID],
-                          responses={"204": {"description": "Deleted."}, **_errors(403, 404)}),
+                          responses={"204": {"description": "Deleted."}, **errors(403, 404)}),
         },
         "/v1/voices/{voice_id}/revoke": {
-            "post": _op("Revoke voice", "Withdraw the consent: the profile (and any other built "
+            "post": operation("Revoke voice", "Withdraw the consent: the profile (and any other built "
                         "on the same consent) is revoked at once, its jobs stop and live streams "
                         "using it end with an error. Idempotent.", "Voices",
                         scope="voices:write", parameters=[VOICE_ID],
                         responses={"200": {"description": "The revoked profile.",
-                                           "content": _json(_ref("Voice"))},
-                                   **_errors(403, 404)}),
+                                           "content": json_content(ref("Voice"))},
+                                   **errors(403, 404)}),
         },
         "/v1/voices/mix": {
-            "post": _op("Mix voices", "Blend 2 to 8 voices (stock voices and the tenant's ready "
+            "post": operation("Mix voices", "Blend 2 to 8 voices (stock voices and the tenant's ready "
                         "profiles, all on one engine) by weight into a new profile, ready at "
                         "once. Kokoro style vectors blend; each profile's conversion stage keeps "
                         "its share. The mix is revoked when any source's consent is.", "Voices",
                         scope="voices:write",
-                        body={"required": True, "content": _json({
+                        body={"required": True, "content": json_content({
                             "type": "object", "required": ["name", "voices"],
                             "properties": {
                                 "name": {"type": "string", "example": "Blend"},
@@ -324,8 +93,8 @@ def _voices_paths() -> dict[str, Schema]:
                                                                     "exclusiveMinimum": 0,
                                                                     "maximum": 100}}}}}})},
                         responses={"201": {"description": "The mixed profile.",
-                                           "content": _json(_ref("Voice"))},
-                                   **_errors(400, 402, 403, 404, 409)}),
+                                           "content": json_content(ref("Voice"))},
+                                   **errors(400, 402, 403, 404, 409)}),
         },
     }
 
@@ -333,51 +102,51 @@ def _voices_paths() -> dict[str, Schema]:
 def _jobs_paths() -> dict[str, Schema]:
     return {
         "/v1/jobs": {
-            "get": _op("List jobs", "The tenant's recent jobs, newest first (at most 100).",
+            "get": operation("List jobs", "The tenant's recent jobs, newest first (at most 100).",
                        "Jobs", scope="voices:read",
-                       responses={"200": {"description": "The jobs.", "content": _json({
+                       responses={"200": {"description": "The jobs.", "content": json_content({
                            "type": "object", "properties": {"jobs": {
-                               "type": "array", "items": _ref("Job")}}})},
-                           **_errors(403)}),
+                               "type": "array", "items": ref("Job")}}})},
+                           **errors(403)}),
         },
         "/v1/jobs/{job_id}": {
-            "get": _op("Get job", "Status, progress (0..1), error and result of a job. Needs "
+            "get": operation("Get job", "Status, progress (0..1), error and result of a job. Needs "
                        "`voices:read` for clone jobs and `tts` for synthesis jobs.", "Jobs",
                        parameters=[JOB_ID],
                        responses={"200": {"description": "The job.",
-                                          "content": _json(_ref("Job"))},
-                                  **_errors(403, 404)}),
+                                          "content": json_content(ref("Job"))},
+                                  **errors(403, 404)}),
         },
         "/v1/jobs/{job_id}/audio": {
-            "get": _op("Download job audio", "The audio of a succeeded synthesis job, as a file "
+            "get": operation("Download job audio", "The audio of a succeeded synthesis job, as a file "
                        "download in the format it was requested in.", "Jobs", scope="tts",
                        parameters=[JOB_ID],
                        responses={"200": {"description": "The audio file.", "content": {
                            t: {"schema": {"type": "string", "format": "binary"}} for t in
                            ("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg")}},
-                           **_errors(403, 404, 409)}),
+                           **errors(403, 404, 409)}),
         },
         "/v1/synthesize": {
-            "post": _op("Synthesize", "Long text (audiobook length) as an asynchronous job. The "
+            "post": operation("Synthesize", "Long text (audiobook length) as an asynchronous job. The "
                         "month's characters are checked against the whole text before the job "
                         "starts and metered as it is spoken. The job runs at lower priority than "
                         "live streams.", "Synthesis", scope="tts",
-                        body={"required": True, "content": _json(
-                            _ref("SynthesisRequest"),
+                        body={"required": True, "content": json_content(
+                            ref("SynthesisRequest"),
                             {"text": "Chapter one. It was a bright cold day in April.",
                              "voice": "piper:joe", "format": "wav"})},
                         responses={
                             "202": {"description": "Accepted: the job.",
                                     "headers": {"Location": {"schema": {"type": "string"}}},
-                                    "content": _json({"type": "object", "properties": {
-                                        "job": _ref("Job")}})},
-                            **_errors(400, 402, 403, 404, 409, 413)}),
+                                    "content": json_content({"type": "object", "properties": {
+                                        "job": ref("Job")}})},
+                            **errors(400, 402, 403, 404, 409, 413)}),
         },
         "/v1/usage": {
-            "get": _op("Get usage", "This month's usage, recent months, the tier's limits and "
+            "get": operation("Get usage", "This month's usage, recent months, the tier's limits and "
                        "what remains of them.", "Account",
                        responses={"200": {"description": "Usage.",
-                                          "content": _json(_ref("Usage"))}}),
+                                          "content": json_content(ref("Usage"))}}),
         },
     }
 
@@ -405,18 +174,18 @@ def _platform_paths() -> dict[str, Schema]:
     ]
     return {
         "/v1/tokens": {
-            "post": _op("Create token", "A short-lived JWT for a browser to open a WebSocket "
+            "post": operation("Create token", "A short-lived JWT for a browser to open a WebSocket "
                         "with (`?token=`). It never outlives the caller's own token and may "
                         "only narrow its scopes.", "Auth",
-                        body={"required": False, "content": _json(_ref("TokenRequest"),
+                        body={"required": False, "content": json_content(ref("TokenRequest"),
                                                                   {"ttl_s": 300,
                                                                    "scopes": ["tts"]})},
                         responses={"200": {"description": "The token.",
-                                           "content": _json(_ref("Token"))},
-                                   **_errors(400, 403)}),
+                                           "content": json_content(ref("Token"))},
+                                   **errors(400, 403)}),
         },
         "/v1/stream": {
-            "get": _op("Open stream", "WebSocket upgrade to the native streaming protocol "
+            "get": operation("Open stream", "WebSocket upgrade to the native streaming protocol "
                        "(docs/protocol.md): JSON text messages `text`, `flush`, "
                        "`close_context`, `cancel`, `config`, `report` in; `ready`, "
                        "`context_started`, `alignment`, `context_done`, `error` and binary "
@@ -427,17 +196,17 @@ def _platform_paths() -> dict[str, Schema]:
                        scope="tts", parameters=stream_params,
                        responses={"101": {"description": "Switching to the WebSocket "
                                                          "protocol."},
-                                  **_errors(400)}),
+                                  **errors(400)}),
         },
         "/v1/audio/speech": {
-            "post": _op("Create speech", "OpenAI-compatible text to speech: the official `openai` "
+            "post": operation("Create speech", "OpenAI-compatible text to speech: the official `openai` "
                         "SDK works with `base_url` pointed at Timbre. `model` is accepted but does "
                         "not pick the engine; OpenAI voice names (alloy, echo, ...) map to "
                         "`piper:joe`, and any Timbre voice id or your profile id works too. The "
                         "audio streams as it is synthesised (chunked). Errors use OpenAI's shape "
                         "`{\"error\": {message, type, param, code}}`.", "OpenAI-compatible",
                         scope="tts",
-                        body={"required": True, "content": _json({
+                        body={"required": True, "content": json_content({
                             "type": "object", "required": ["model", "input", "voice"],
                             "properties": {
                                 "model": {"type": "string"},
@@ -458,35 +227,35 @@ def _platform_paths() -> dict[str, Schema]:
                                            "content": {"audio/mpeg": {}, "audio/ogg": {},
                                                        "audio/aac": {}, "audio/flac": {},
                                                        "audio/wav": {}, "audio/pcm": {}}},
-                                   **_errors(400, 402, 403, 429)}),
+                                   **errors(400, 402, 403, 429)}),
         },
         **_compat_paths(),
-        "/healthz": {"get": _op("Health", "The process is up (answers at once, also while "
+        "/healthz": {"get": operation("Health", "The process is up (answers at once, also while "
                                 "engines load).", "Operations", public=True,
-                                responses={"200": {"description": "Up.", "content": _json(
+                                responses={"200": {"description": "Up.", "content": json_content(
                                     {"type": "object"}, {"status": "ok"})}})},
-        "/readyz": {"get": _op("Readiness", "Every engine is loaded and warmed up.",
+        "/readyz": {"get": operation("Readiness", "Every engine is loaded and warmed up.",
                                "Operations", public=True,
-                               responses={"200": {"description": "Ready.", "content": _json(
+                               responses={"200": {"description": "Ready.", "content": json_content(
                                    {"type": "object"}, {"ready": True,
                                                         "engines": {"piper": True}})},
                                    "503": {"description": "Not ready yet (or an engine "
                                                           "failed)."}})},
-        "/metrics": {"get": _op("Metrics", "Prometheus metrics.", "Operations", public=True,
+        "/metrics": {"get": operation("Metrics", "Prometheus metrics.", "Operations", public=True,
                                 responses={"200": {"description": "Prometheus text format.",
                                                    "content": {"text/plain": {
                                                        "schema": {"type": "string"}}}}})},
-        "/demo/token": {"get": _op("Demo token", "The demo tenant's key, for visitors of the "
+        "/demo/token": {"get": operation("Demo token", "The demo tenant's key, for visitors of the "
                                    "demo page on the server's own machine (loopback) only.",
                                    "Operations", public=True,
                                    responses={"200": {"description": "The key.",
-                                                      "content": _json({"type": "object"})},
-                                              **_errors(401)})},
-        "/openapi.json": {"get": _op("OpenAPI document", "This document.", "Operations",
+                                                      "content": json_content({"type": "object"})},
+                                              **errors(401)})},
+        "/openapi.json": {"get": operation("OpenAPI document", "This document.", "Operations",
                                      public=True,
                                      responses={"200": {"description": "OpenAPI 3.1.",
-                                                        "content": _json({"type": "object"})}})},
-        "/docs": {"get": _op("API docs page", "This document, rendered (no external "
+                                                        "content": json_content({"type": "object"})}})},
+        "/docs": {"get": operation("API docs page", "This document, rendered (no external "
                              "resources).", "Operations", public=True,
                              responses={"200": {"description": "HTML.", "content": {
                                  "text/html": {"schema": {"type": "string"}}}}})},
@@ -497,9 +266,9 @@ def _platform_paths() -> dict[str, Schema]:
 def _compat_paths() -> dict[str, Schema]:
     """ElevenLabs-compatible and telephony routes (their own message formats; see the module
     docstrings of ``realtime.elevenlabs`` and ``realtime.twilio``)."""
-    voice = [_path_param("voice_id", "A Timbre voice id or one of your profile ids "
+    voice = [path_param("voice_id", "A Timbre voice id or one of your profile ids "
                                      "(ElevenLabs' own voice ids are not served).", "piper:joe")]
-    call = [_path_param("call_sid", "The Twilio callSid of a live Media Stream.", "CA0123")]
+    call = [path_param("call_sid", "The Twilio callSid of a live Media Stream.", "CA0123")]
     output = {"name": "output_format", "in": "query", "schema": {
         "type": "string", "default": "mp3_44100_128"},
         "description": "ElevenLabs format name: pcm_16000, pcm_22050, pcm_24000, pcm_44100, "
@@ -507,7 +276,7 @@ def _compat_paths() -> dict[str, Schema]:
     xi = ("Authenticate with the `xi-api-key` header (or `Authorization: Bearer`, or the key in "
           "the first WebSocket message as ElevenLabs allows).")
     ws = {"101": {"description": "Switching to the WebSocket protocol."}}
-    tts_body = {"required": True, "content": _json({
+    tts_body = {"required": True, "content": json_content({
         "type": "object", "required": ["text"],
         "properties": {"text": {"type": "string"}, "model_id": {"type": "string"},
                        "voice_settings": {"type": "object"},
@@ -520,82 +289,82 @@ def _compat_paths() -> dict[str, Schema]:
                 "description": "ISO 639-1 language of the socket's speech (for voices that "
                                "speak several)."}
     audio = {"200": {"description": "The audio.", "content": {"audio/mpeg": {}, "audio/pcm": {}}},
-             **_errors(400, 402, 429)}
+             **errors(400, 402, 429)}
     return {
-        "/v1/text-to-speech/{voice_id}": {"post": _op(
+        "/v1/text-to-speech/{voice_id}": {"post": operation(
             "ElevenLabs text to speech", "ElevenLabs-compatible synthesis of one text. " + xi,
             "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output, pitch],
             body=tts_body)},
-        "/v1/text-to-speech/{voice_id}/stream": {"post": _op(
+        "/v1/text-to-speech/{voice_id}/stream": {"post": operation(
             "ElevenLabs text to speech stream", "As above, streamed as it is synthesised. " + xi,
             "ElevenLabs-compatible", dict(audio), scope="tts", parameters=[*voice, output, pitch],
             body=tts_body)},
-        "/v1/text-to-speech/{voice_id}/with-timestamps": {"post": _op(
+        "/v1/text-to-speech/{voice_id}/with-timestamps": {"post": operation(
             "ElevenLabs text to speech with timestamps", "The audio (base64) and the time of "
             "every character, in one JSON object. " + xi, "ElevenLabs-compatible",
             {"200": {"description": "Audio and alignment.", "content": {"application/json": {}}},
-             **_errors(400, 402, 429)}, scope="tts", parameters=[*voice, output, pitch],
+             **errors(400, 402, 429)}, scope="tts", parameters=[*voice, output, pitch],
             body=tts_body)},
-        "/v1/text-to-speech/{voice_id}/stream/with-timestamps": {"post": _op(
+        "/v1/text-to-speech/{voice_id}/stream/with-timestamps": {"post": operation(
             "ElevenLabs text to speech stream with timestamps", "As above, one JSON object per "
             "line as it is synthesised. " + xi, "ElevenLabs-compatible",
             {"200": {"description": "Audio and alignment, one object per line.",
-                     "content": {"application/json": {}}}, **_errors(400, 402, 429)},
+                     "content": {"application/json": {}}}, **errors(400, 402, 429)},
             scope="tts", parameters=[*voice, output, pitch], body=tts_body)},
-        "/v1/text-to-speech/{voice_id}/stream-input": {"get": _op(
+        "/v1/text-to-speech/{voice_id}/stream-input": {"get": operation(
             "ElevenLabs stream input", "WebSocket in ElevenLabs' stream-input message format "
             "(initial message, text with flush, empty text to close; audio base64 with "
             "alignment and isFinal). " + xi, "ElevenLabs-compatible", dict(ws), scope="tts",
             parameters=[*voice, output, language, pitch])},
-        "/v1/text-to-speech/{voice_id}/multi-stream-input": {"get": _op(
+        "/v1/text-to-speech/{voice_id}/multi-stream-input": {"get": operation(
             "ElevenLabs multi stream input", "WebSocket in ElevenLabs' multi-context format "
             "(context_id, close_context, close_socket). " + xi, "ElevenLabs-compatible",
             dict(ws), scope="tts", parameters=[*voice, output, language, pitch])},
-        "/v1/telephony/twilio": {"get": _op(
+        "/v1/telephony/twilio": {"get": operation(
             "Twilio media stream", "Twilio Media Streams, bidirectional: point TwiML "
             "`<Connect><Stream url=\"wss://HOST/v1/telephony/twilio?token=JWT\">` here. "
             "Speech goes out as paced 20 ms mu-law frames with a mark after each utterance.",
             "Telephony", dict(ws), scope="tts")},
-        "/v1/webrtc/offer": {"post": _op(
+        "/v1/webrtc/offer": {"post": operation(
             "WebRTC offer", "Send an SDP offer (with an audio m-line; open a data channel): the "
             "answer carries every ICE candidate. Speech arrives on an Opus audio track paced in "
             "real time (silence between utterances); the data channel carries the native "
             "protocol's JSON messages (text, flush, close_context, cancel in; ready, "
             "context_started, alignment, context_done, error out).", "WebRTC",
-            {"200": {"description": "The SDP answer.", "content": _json({
+            {"200": {"description": "The SDP answer.", "content": json_content({
                 "type": "object", "properties": {"sdp": {"type": "string"},
                                                  "type": {"const": "answer"}}})},
-             **_errors(400, 403, 503)}, scope="tts",
-            body={"required": True, "content": _json({
+             **errors(400, 403, 503)}, scope="tts",
+            body={"required": True, "content": json_content({
                 "type": "object", "required": ["sdp", "type"],
                 "properties": {"sdp": {"type": "string"}, "type": {"const": "offer"},
                                "voice": {"type": "string"}, "speed": {"type": "number"}}},
                 {"sdp": "v=0 ...", "type": "offer", "voice": "piper:joe"})})},
-        "/v1/calls/{call_sid}/speak": {"post": _op(
+        "/v1/calls/{call_sid}/speak": {"post": operation(
             "Speak on call", "Queue text to speak on a live call of your tenant.", "Telephony",
             {"202": {"description": "Queued; a mark follows the utterance on the call."},
-             **_errors(400, 404, 413)}, scope="tts", parameters=call,
-            body={"required": True, "content": _json({
+             **errors(400, 404, 413)}, scope="tts", parameters=call,
+            body={"required": True, "content": json_content({
                 "type": "object", "required": ["text"],
                 "properties": {"text": {"type": "string"}, "voice": {"type": "string"}}},
                 {"text": "Your table is ready."})})},
-        "/v1/calls/{call_sid}/cancel": {"post": _op(
+        "/v1/calls/{call_sid}/cancel": {"post": operation(
             "Cancel call speech", "Stop what the call is saying now (barge-in): queued and "
             "playing utterances are dropped and Twilio is told to `clear`.", "Telephony",
-            {"200": {"description": "Cancelled."}, **_errors(404)}, scope="tts",
+            {"200": {"description": "Cancelled."}, **errors(404)}, scope="tts",
             parameters=call)},
     }
 
 
 def _watermark_paths() -> dict[str, Schema]:
-    return {"/v1/watermark/detect": {"post": _op(
+    return {"/v1/watermark/detect": {"post": operation(
         "Detect watermark", "Test audio for the watermark every stream Timbre synthesises carries "
         "(wav, mp3, flac, ogg/opus or webm; phone-quality audio too). `detected` is decided by a "
         "threshold with a false-positive rate below 0.1 %; `confidence` is 1 minus the bound on "
         "the chance that unmarked audio scores as high. `provenance` (the stream's generation "
         "time, voice and API version) is returned only when the stream belongs to the caller's "
         "tenant. See docs/watermark.md.", "Provenance",
-        {"200": {"description": "The verdict.", "content": _json({
+        {"200": {"description": "The verdict.", "content": json_content({
             "type": "object", "required": ["detected", "confidence", "score"],
             "properties": {
                 "detected": {"type": "boolean"},
@@ -612,7 +381,7 @@ def _watermark_paths() -> dict[str, Schema]:
                             "voice_id": "piper:joe", "api_version": "v1",
                             "server_version": "0.1.0",
                             "generated_at": "2026-11-26T12:00:00.123Z"}})},
-         **_errors(400, 413, 415)},
+         **errors(400, 413, 415)},
         body={"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": ["file"], "properties": {
                 "file": {"type": "string", "format": "binary",
