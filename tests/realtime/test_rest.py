@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from realtime import rest
+from realtime import rest, voice_form
 from realtime.appkeys import VOICE_SERVICE
 from realtime.client import StreamClient
 from realtime.openapi import openapi_document
@@ -215,7 +215,7 @@ async def test_an_upload_over_the_size_limit_is_refused_while_it_streams(
         new_api: Any, stores: Stores, server: RunningServer) -> None:
     api: Api = await new_api("bulky")
     limit = server.app[VOICE_SERVICE].checks.max_upload_bytes
-    big = b"RIFF" + bytes(limit + rest.FORM_OVERHEAD_BYTES)
+    big = b"RIFF" + bytes(limit + voice_form.FORM_OVERHEAD_BYTES)
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: only streaming can tell
         boundary = b"--xyz\r\n"
