@@ -133,7 +133,8 @@ def tones(rng: np.random.Generator, rate: int, seconds: float) -> Audio:
                 if f0 * harmonic < rate / 2 - 500:
                     phase = 2 * np.pi * f0 * harmonic * np.cumsum(vibrato) / rate
                     out[start:end] += envelope * np.sin(phase) / harmonic ** rng.uniform(0.7, 2.0)
-    return 0.3 * out / (np.max(np.abs(out)) + 1e-12)
+    scaled: Audio = 0.3 * out / (np.max(np.abs(out)) + 1e-12)
+    return scaled
 
 
 def has_espeak() -> bool:

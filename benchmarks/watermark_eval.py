@@ -1,7 +1,7 @@
 """How robust, how inaudible and how cheap Timbre's audio watermark is.
 
-    .venv/bin/python benchmarks/watermark_eval.py --clips 1000 --workers 2 \\
-        --out artifacts/watermark/eval.json
+    .venv/bin/python benchmarks/watermark_eval.py --clips 1000 --negatives 1000 --workers 2 \\
+        --pesq-every 1 --seed 2026 --out artifacts/watermark/eval.json
 
 For each of ``--clips`` positives (Piper ``joe``, 1-2 sentences, >= 3 s; watermark_corpus.py)
 the clip is watermarked as a stream would be (the engine's chunk sizes, a fresh random stream id),
@@ -12,8 +12,9 @@ then every transform of ``benchmarks/watermark_transforms.py`` is applied to the
 * the watermark's SNR: ``10 log10(sum x^2 / sum (y - x)^2)`` over the clip;
 * PESQ (wideband, ITU-T P.862.2, the ``pesq`` package) of the marked clip against the clean one at
   16 kHz, and the drop from PESQ of the clean clip against itself;
-* the payload: the CRC-checked decode, and the match among all positives' stream ids (what the API
-  does for a tenant with that many streams);
+* attribution: the payload matched (``session.watermark.payload.best_match``) among all positives'
+  stream ids (what the API does for a tenant with that many streams) and among ``SMALL_TENANT``
+  (10: the clip's own and 9 others), with how many clips were attributed to a *wrong* stream;
 * CPU seconds of Piper synthesis and of embedding (process time, same worker).
 
 ``--negatives`` unmarked clips (default: as many as positives) cycle through espeak-ng voices,
@@ -48,6 +49,8 @@ from session.watermark.payload import best_match, candidate_signs
 PIPER_HOP = 256
 NEGATIVE_KINDS = ["espeak", "espeak", "espeak", "piper_unmarked", "alsa", "white", "pink",
                   "tones"]
+SMALL_TENANT = 10
+"""Candidate streams of the 'small tenant' attribution column (the other column: all positives)."""
 _engine: Any = None
 
 
@@ -149,14 +152,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                            "negatives": len(neg), "transforms": {}, "false_positives": {}}
     ids = [r["stream_id"] for r in pos]
     signs = candidate_signs(ids)
+    # a small tenant: its clip's own stream among SMALL_TENANT - 1 other positives' streams
+    pick = np.random.default_rng(0)
+    small = [[r["stream_id"]] + [ids[j] for j in pick.choice(
+        [k for k in range(len(ids)) if ids[k] != r["stream_id"]],
+        size=min(SMALL_TENANT - 1, len(ids) - 1), replace=False)] for r in pos]
     for name in TRANSFORMS:
         zs = np.array([r["transforms"][name]["z"] for r in pos])
-        matched = [best_match(np.array(r["transforms"][name]["payload"]), ids, signs=signs)
-                   == r["stream_id"] for r in pos]
+        payloads = [np.array(r["transforms"][name]["payload"]) for r in pos]
+        matched = [best_match(p, ids, signs=signs) == r["stream_id"]
+                   for p, r in zip(payloads, pos, strict=True)]
+        matched_small = [best_match(p, c) == r["stream_id"]
+                         for p, c, r in zip(payloads, small, pos, strict=True)]
         out["transforms"][name] = {
             "detection_rate": float(np.mean([r["transforms"][name]["detected"] for r in pos])),
             "z_mean": float(zs.mean()), "z_p01": float(np.percentile(zs, 1)),
-            "payload_match_rate": float(np.mean(matched))}
+            "payload_match_rate": float(np.mean(matched)),
+            "payload_match_rate_small": float(np.mean(matched_small)),
+            "payload_wrong": int(sum(best_match(p, ids, signs=signs) not in (None, r["stream_id"])
+                                     for p, r in zip(payloads, pos, strict=True)))}
     for condition in ("none", "mulaw_8k"):
         zs = np.array([r["conditions"][condition]["z"] for r in neg])
         flagged = [r for r in neg if r["conditions"][condition]["detected"]]
@@ -175,7 +189,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                           "clean_mean": float(np.mean([r["pesq_clean"] for r in with_pesq])),
                           "marked_mean": float(np.mean([r["pesq_marked"] for r in with_pesq])),
                           "drop_mean": float(drops.mean()), "drop_max": float(drops.max()),
-                          "drop_p99": float(np.percentile(drops, 99))}
+                          "drop_p99": float(np.percentile(drops, 99)),
+                          "clips_over_0.1": int(np.sum(drops > 0.1))}
     synth = sum(r["synth_cpu_s"] for r in pos)
     embed = sum(r["embed_cpu_s"] for r in pos)
     audio_s = sum(r["seconds"] for r in pos)
@@ -191,12 +206,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def print_report(summary: dict[str, Any], wall_s: float) -> None:
     print(f"positives {summary['positives']}, negatives {summary['negatives']}, "
           f"threshold z > {summary['threshold_z']}, wall {wall_s:.0f} s")
-    print(f"| transform | detected | z mean | z 1st pct | payload matched among "
-          f"{summary['positives']} ids |")
-    print("|---|---|---|---|---|")
+    print(f"| transform | detected | z mean | z 1st pct | attributed among "
+          f"{summary['positives']} streams | among {SMALL_TENANT} | wrongly attributed |")
+    print("|---|---|---|---|---|---|---|")
     for name, t in summary["transforms"].items():
         print(f"| {name} | {100 * t['detection_rate']:.1f} % | {t['z_mean']:.2f} | "
-              f"{t['z_p01']:.2f} | {100 * t['payload_match_rate']:.1f} % |")
+              f"{t['z_p01']:.2f} | {100 * t['payload_match_rate']:.1f} % | "
+              f"{100 * t.get('payload_match_rate_small', float('nan')):.1f} % | "
+              f"{t.get('payload_wrong', 0)} |")
     for condition, fp in summary["false_positives"].items():
         print(f"false positives ({condition}): {fp['count']}/{summary['negatives']} "
               f"({100 * fp['rate']:.2f} %), z max {fp['z_max']:.2f}, z sd {fp['z_std']:.2f}")

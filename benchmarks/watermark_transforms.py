@@ -27,6 +27,7 @@ def _codec_round_trip(x: Audio, rate: int, container: str, codec: str, bitrate: 
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container) as out:
         stream = out.add_stream(codec, rate=codec_rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)
         if bitrate is not None:
             stream.bit_rate = bitrate
         frame_size = stream.codec_context.frame_size or 1024

@@ -156,7 +156,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORES] = await Stores.open(db)
         provenance = ProvenanceStore(db)
         await provenance.create_indexes()
-        app[STAMPER] = Stamper(provenance)
+        app[STAMPER] = Stamper(provenance, app[CONFIG].watermark)
         yield
         await app[STAMPER].drain()
     finally:

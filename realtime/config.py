@@ -14,6 +14,7 @@ Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``,
     [tiers.NAME] characters_per_month, max_profiles, max_concurrent_streams, output_formats
     [jobs] [synthesis] [reference]  job concurrency, long-text limits, reference-audio thresholds
     [cloning]   conversion, base_voices, transcribe, max_fit_speech_s, warm_base_voices
+    [watermark] key (secret; env ``TIMBRE_WATERMARK_KEY`` wins), strength, target_snr_db
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from session.segment import SegmenterConfig
 from session.session import SessionConfig
 from session.synthesis import SynthesisConfig
 from session.tiers import TierTable
+from session.watermark.stamp import WatermarkSettings
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class AppConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     reference: ReferenceChecks = field(default_factory=ReferenceChecks)
     cloning: CloningConfig = field(default_factory=CloningConfig)
+    watermark: WatermarkSettings = field(default_factory=WatermarkSettings)
 
 
 _D = TypeVar("_D")
@@ -110,7 +113,7 @@ def load_config(
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
     unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts",
                              "kokoro", "auth", "tiers", "jobs", "synthesis", "reference",
-                             "cloning"}
+                             "cloning", "watermark"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -140,6 +143,8 @@ def load_config(
         synthesis=_with(SynthesisConfig(), tables.get("synthesis", {})),
         reference=_with(ReferenceChecks(), tables.get("reference", {})),
         cloning=_with(CloningConfig(), tables.get("cloning", {})),
+        watermark=_with(WatermarkSettings(), {**tables.get("watermark", {}), **(
+            {"key": env["TIMBRE_WATERMARK_KEY"]} if env.get("TIMBRE_WATERMARK_KEY") else {})}),
     )
 
 

@@ -31,6 +31,7 @@ from session.reference_audio import (
 )
 from session.store.provenance import ProvenanceRecord, ProvenanceStore
 from session.watermark.detect import ANALYSIS_RATE_HZ, Detection, detect
+from session.watermark.pattern import DEFAULT_KEY
 from session.watermark.payload import best_match
 
 PATH = "/v1/watermark/detect"
@@ -79,9 +80,9 @@ async def _read_part(part: BodyPartReader) -> bytes:
     return b"".join(chunks)
 
 
-def detect_bytes(data: bytes) -> Detection:
-    """Decode (any common container, mono at the analysis rate) and detect. Raises
-    UnsupportedAudio or FileTooLarge (over ``MAX_AUDIO_S``)."""
+def detect_bytes(data: bytes, key: bytes = DEFAULT_KEY) -> Detection:
+    """Decode (any common container, mono at the analysis rate) and detect the pattern of ``key``.
+    Raises UnsupportedAudio or FileTooLarge (over ``MAX_AUDIO_S``)."""
     checks = ReferenceChecks(sample_rate_hz=ANALYSIS_RATE_HZ, max_duration_s=MAX_AUDIO_S)
     try:
         decoded = decode_reference("file", data, checks)
@@ -90,18 +91,18 @@ def detect_bytes(data: bytes) -> Detection:
     except TooLong:
         raise FileTooLarge(f"the file holds more than {MAX_AUDIO_S:.0f} s of audio") from None
     if decoded.source_sample_rate_hz <= 8000:  # band-limited at the source: analyse as telephone audio
-        return detect(decoded.audio, ANALYSIS_RATE_HZ, narrowband=True)
-    return detect(decoded.audio, ANALYSIS_RATE_HZ)
+        return detect(decoded.audio, ANALYSIS_RATE_HZ, key, narrowband=True)
+    return detect(decoded.audio, ANALYSIS_RATE_HZ, key)
 
 
-async def provenance_for(store: ProvenanceStore, tenant: TenantId,
-                         found: Detection) -> ProvenanceRecord | None:
+async def provenance_for(store: ProvenanceStore, tenant: TenantId, found: Detection,
+                         key: bytes = DEFAULT_KEY) -> ProvenanceRecord | None:
     """The caller's own stream behind the clip, if its payload matches one of the caller's newest
     ``CANDIDATES`` streams (other tenants' streams are never candidates)."""
     if not found.detected:
         return None
     candidates = await store.recent_ids(tenant, CANDIDATES)
-    matched = best_match(found.analysis.payload, candidates)
+    matched = best_match(found.analysis.payload, candidates, key)
     return None if matched is None else await store.get(matched)
 
 
@@ -115,13 +116,15 @@ def provenance_json(record: ProvenanceRecord) -> dict[str, Any]:
 @api
 async def detect_handler(request: web.Request) -> web.Response:
     data = await read_upload(request)
-    found = await asyncio.get_running_loop().run_in_executor(None, detect_bytes, data)
+    stamper = request.app[STAMPER]
+    key = stamper.settings.key_bytes
+    found = await asyncio.get_running_loop().run_in_executor(None, detect_bytes, data, key)
     body: dict[str, Any] = {"detected": found.detected,
                             "confidence": round(found.confidence, 6),
                             "score": round(found.analysis.z, 3)}
-    store = request.app[STAMPER].store
+    store = stamper.store
     if store is not None:
-        record = await provenance_for(store, request[PRINCIPAL].tenant, found)
+        record = await provenance_for(store, request[PRINCIPAL].tenant, found, key)
         if record is not None:
             body["provenance"] = provenance_json(record)
     return web.json_response(body)

@@ -1,7 +1,8 @@
 """``timbre watermark detect FILE``: is this audio file Timbre's?
 
 Without ``--url`` the file is decoded and tested here (no server needed) and the verdict printed as
-JSON: ``{"detected", "confidence", "score", "seconds"}``. With ``--url`` the file is uploaded to that
+JSON: ``{"detected", "confidence", "score", "seconds"}``, under the watermark key the server would
+use (``[watermark] key`` of ``$TIMBRE_CONFIG``, or ``$TIMBRE_WATERMARK_KEY``). With ``--url`` the file is uploaded to that
 server's ``POST /v1/watermark/detect`` instead, whose answer adds ``provenance`` (generation time,
 voice, API version) when the stream belongs to the key's tenant. Exit status: 0 when the watermark
 is detected, 1 when it is not, 2 on a usage error or an unreadable file, 3 when the server refused.
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from realtime.client import resolve_api_key
+from realtime.config import load_config
 from realtime.watermark_api import PATH, detect_bytes
 from session.errors import TimbreError
 
@@ -50,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.url is None:
         try:
-            found = detect_bytes(data)
+            # the server's key: [watermark] key of $TIMBRE_CONFIG, or $TIMBRE_WATERMARK_KEY
+            found = detect_bytes(data, load_config().watermark.key_bytes)
         except TimbreError as err:
             print(f"timbre: {err.message}", file=sys.stderr)
             return 2

@@ -15,8 +15,9 @@ Steps (any sample rate in; no synchronisation, since the ripple is the same at e
 Under the null (audio that does not carry this key's pattern) the signs ``s_j`` are independent of
 ``r_j``, so whatever the audio, ``z`` is a sum of randomly signed terms: it has mean 0, variance 1 and,
 by Hoeffding's inequality, ``P(z > t) <= exp(-t^2/2)`` -- the false-positive rate is bounded for any
-input, not just for the inputs we calibrated on. Chips above 3.5 kHz are used only when the audio
-has content there (a telephone path removes them).
+input, not just for the inputs we calibrated on. The pilot lies in the telephone band, so the same
+statistic serves wideband and 8 kHz audio; the payload chips above 3.5 kHz are reported only when
+the audio has content there (a telephone path removes them).
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ frames, it is the same at every sample rate and at every time offset: detection 
 synchronisation, survives resampling and cropping, and the embedder is an ordinary causal filter
 (``session.watermark.embed``).
 
-Chips are of two kinds. *Pilot* chips carry signs drawn once from the key: every stream has them,
-and detection tests for them. *Payload* chips (every ``PAYLOAD_EVERY``-th chip above the telephone
-band) carry signs drawn from the key and the stream's 32-bit id, so a clip can be matched to the
-stream that made it (``session.watermark.payload``). See docs/watermark.md.
+Chips are of two kinds. *Pilot* chips (the telephone band, 1-3.5 kHz) carry signs drawn once from
+the key: every stream has them, every transform keeps them, and detection tests for them. *Payload*
+chips (every ``PAYLOAD_EVERY``-th chip above the telephone band: all of them) carry signs drawn from
+the key and the stream's 32-bit id, so a clip can be matched to the stream that made it
+(``session.watermark.payload``). See docs/watermark.md.
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ CHIP_HZ = 31.25
 TELEPHONE_HIGH_HZ = 3500.0
 """Chips below this survive an 8 kHz telephone path (mu-law); they are all pilot, and detection
 on narrow-band audio uses only them."""
-PAYLOAD_EVERY = 2
-"""Above the telephone band, every ``PAYLOAD_EVERY``-th chip carries the payload."""
+PAYLOAD_EVERY = 1
+"""Above the telephone band, every ``PAYLOAD_EVERY``-th chip carries the payload (1: all of them;
+the pilot is then the telephone band, which every transform keeps, and the payload gets twice the
+chips it had with 2 -- see docs/watermark.md, "Why these sizes")."""
 DEFAULT_KEY = b"timbre-watermark-v1"
 PROFILE_HZ = (1000.0, 2000.0, 3500.0, 4500.0, 7000.0)
-PROFILE_DEPTH = (0.7, 1.0, 1.0, 1.5, 1.5)
-"""Relative ripple depth by frequency (interpolated), times ``strength``."""
+PROFILE_DEPTH = (1.2, 1.2, 1.2, 1.2, 1.2)
+"""Relative ripple depth by frequency (interpolated), times ``strength``. Flat since the embedder
+caps its gain: an earlier profile (0.7 at 1 kHz rising to 1.5 above 4.5 kHz) cost the same PESQ
+and left the telephone-band pilot weaker after mu-law and Opus (docs/watermark.md)."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,8 @@ class Pattern:
 def depth_profile(freq_hz: F64, strength: float) -> F64:
     """Peak ripple (natural-log magnitude) at each frequency. Speech has most of its energy below
     1 kHz, where any ripple costs much watermark power (the SNR budget), and a ripple there hardly
-    survives the host's own harmonic structure; the chips therefore start at 1 kHz and are deeper
-    above 3.5 kHz, where the same relative change costs little power. The ear integrates over
-    critical bands far wider than a chip, so the alternating bumps average out."""
+    survives the host's own harmonic structure; the chips therefore start at 1 kHz. The ear
+    integrates over critical bands far wider than a chip, so the alternating bumps average out."""
     return strength * np.interp(freq_hz, PROFILE_HZ, PROFILE_DEPTH)
 
 

@@ -16,13 +16,14 @@ import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from inference.engine import FloatAudio
 from session.ids import TenantId
 from session.store.provenance import ProvenanceStore
 from session.watermark.embed import Embedder
+from session.watermark.pattern import DEFAULT_KEY
 from session.watermark.payload import ID_BITS
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,19 @@ class WatermarkSettings:
     """Nominal bump depth (natural-log magnitude) before the SNR-holding gain."""
     target_snr_db: float = Embedder.DEFAULT_TARGET_SNR_DB
     """Mark power below the host's (see docs/watermark.md for the measured SNR and robustness)."""
+    key: str = field(default=DEFAULT_KEY.decode(), repr=False)
+    """The secret that draws the pattern (``[watermark] key`` or env ``TIMBRE_WATERMARK_KEY``).
+    Embedding and detection must share it: audio marked under one key is not detected under
+    another. The built-in default keeps a fresh checkout working; a deployment sets its own. Kept
+    out of ``repr`` so that logging the settings cannot leak it."""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("the watermark key must not be empty")
+
+    @property
+    def key_bytes(self) -> bytes:
+        return self.key.encode()
 
 
 class Stamper:
@@ -57,7 +71,8 @@ class Stamper:
     def mark(self, tenant: TenantId | None, voice_id: str, sample_rate_hz: int) -> StreamMark:
         """A new stream's mark; its record is written in the background (on the running loop)."""
         stream_id = secrets.randbits(ID_BITS)
-        embedder = Embedder(stream_id, sample_rate_hz, strength=self.settings.strength,
+        embedder = Embedder(stream_id, sample_rate_hz, key=self.settings.key_bytes,
+                            strength=self.settings.strength,
                             target_snr_db=self.settings.target_snr_db)
         if self.store is not None:
             task = asyncio.get_running_loop().create_task(

@@ -157,3 +157,29 @@ async def test_a_route_that_authenticates_itself_records_its_tenant(server: Runn
     assert status == 200 and body["detected"] is True
     provenance = body["provenance"]
     assert isinstance(provenance, dict) and provenance["tenant"] == DEMO_TENANT
+
+
+async def test_offline_synthesis_jobs_are_watermarked_and_recorded(server: RunningServer) -> None:
+    """``POST /v1/synthesize`` speaks on offline scheduler streams, without a live context: its
+    file must carry the mark and resolve to the tenant's provenance record all the same."""
+    headers = {"Authorization": f"Bearer {server.key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + "/v1/synthesize", headers=headers,
+                             json={"text": TEXT, "voice": "piper:joe"}) as response:
+            assert response.status == 202
+            job_id = (await response.json())["job"]["job_id"]
+        for _ in range(600):
+            async with http.get(f"{server.url}/v1/jobs/{job_id}", headers=headers) as response:
+                job = await response.json()
+            if job["status"] not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.1)
+        assert job["status"] == "succeeded", job
+        async with http.get(server.url + job["result"]["audio_url"], headers=headers) as response:
+            assert response.status == 200
+            wav = await response.read()
+    status, body = await upload(server, server.key, wav)
+    assert status == 200 and body["detected"] is True, body
+    provenance = body["provenance"]
+    assert isinstance(provenance, dict)
+    assert (provenance["tenant"], provenance["voice_id"]) == (DEMO_TENANT, "piper:joe")

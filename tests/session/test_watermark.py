@@ -102,3 +102,28 @@ def test_payload_needs_the_band_above_the_telephone_band() -> None:
     narrow = analyse(resample_poly(marked, 160, 441), 8000, narrowband=True)
     assert not narrow.payload.any()
     assert best_match(narrow.payload, [5]) is None
+
+
+def test_a_clip_marked_under_one_key_is_found_only_under_that_key() -> None:
+    clean = voice_like(4.0, seed=5)
+    marked = Embedder(3, RATE, key=b"deployment-A").process(clean)
+    assert detect(marked, RATE, key=b"deployment-A").detected
+    assert not detect(marked, RATE, key=b"deployment-B").detected
+    assert not detect(marked, RATE).detected  # nor under the built-in default key
+    analysis = analyse(marked, RATE, key=b"deployment-A")
+    assert best_match(analysis.payload, [1, 2, 3], key=b"deployment-A") == 3
+    assert best_match(analysis.payload, [1, 2, 3], key=b"deployment-B") is None
+
+
+def test_the_gain_follows_the_host_down_within_milliseconds() -> None:
+    """When the host falls by 30 dB (a word ending), the filter's ~90 ms tail must not ring on at
+    the level of the loud past: the gain follows the host's 5 ms envelope down, so 10-50 ms after
+    the fall the mark is still well below the now quiet host (the 20 ms block gain it replaced
+    left it at about -10 dB there; PESQ counts such frames as added noise)."""
+    loud = voice_like(1.0, seed=8)
+    audio = np.concatenate([loud, 10 ** -1.5 * loud]).astype(np.float32)
+    residue = mark(audio, 4).astype(np.float64) - audio
+    after = slice(RATE + RATE // 100, RATE + RATE // 20)
+    ratio_db = 10 * np.log10(np.sum(residue[after] ** 2)
+                             / np.sum(audio[after].astype(np.float64) ** 2))
+    assert ratio_db < -15.0
