@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from threadpoolctl import threadpool_limits
 
 from inference.engine import Engine
 from inference.kokoro import KokoroEngine
@@ -46,10 +47,10 @@ from realtime.elevenlabs import add_elevenlabs_routes, handles_own_auth
 from realtime.guards import install_log_redaction, origin_middleware, static_files_guard
 from realtime.metrics import Metrics, StepObserver
 from realtime.openai_speech import add_openai_routes
-from realtime.voice_mix_api import add_voice_mix_routes
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.twilio import add_twilio_routes
+from realtime.voice_mix_api import add_voice_mix_routes
 from realtime.watermark_api import add_watermark_routes
 from realtime.webrtc import add_webrtc_routes
 from realtime.ws_native import stream_handler
@@ -271,6 +272,10 @@ def _refresh_gauges(metrics: Metrics, catalog: VoiceCatalog) -> None:
 
 def create_app(config: AppConfig) -> web.Application:
     install_log_redaction()  # aiohttp quotes unparseable requests, ?token= and all
+    # numpy's small matrix products on the event loop (the conversion stage, the watermark) must
+    # not wake OpenBLAS worker threads: they spin after every call and took a whole core from
+    # the engines (a cloned Piper voice cost 1.5-1.7x the server CPU of its base voice).
+    threadpool_limits(1, user_api="blas")
     app = web.Application(
         middlewares=[origin_middleware(config.server.allowed_origins), auth_middleware,
                      static_files_guard("/web/")],
