@@ -92,6 +92,7 @@ def target_voices() -> dict[str, cv.Synth]:
         "festival-slt": cv.festival_synth("cmu_us_slt_arctic_hts"),
         "espeak-f3": cv.espeak_synth("en-us+f3"),
         "espeak-m3": cv.espeak_synth("en-us+m3"),
+        "espeak-m2": cv.espeak_synth("en-us+m2"),
         "piper-joe": cv.piper_synth,
         "kokoro-jf_nezumi": cv.kokoro_synth("jf_nezumi"),
     }

@@ -136,7 +136,10 @@ class Scheduler:
             return stream_id
         with self._lock:
             demand = max(self.busy_streams, 0) + 1
-            if self._open_streams >= self.config.max_streams or demand > self.capacity_streams():
+            # an idle engine always takes one stream: refusing it when the estimate dips under
+            # one real-time stream (Kokoro on 2 cores) would leave the engine unusable
+            if self._open_streams >= self.config.max_streams or demand > max(
+                    1.0, self.capacity_streams()):
                 return Refusal(
                     "server_busy",
                     f"at capacity: {self.busy_streams} streams active, about "

@@ -340,6 +340,20 @@ def test_admission_follows_measured_throughput(running) -> None:
     assert "streams" in second.message
 
 
+def test_an_idle_engine_takes_one_stream_even_below_one_real_time_stream(running) -> None:
+    # 0.1 s of audio per 0.12 s decode => about 0.75 streams at 0.9: still one at a time
+    engine = FakeEngine(prefill_cost_s=0.0, decode_cost_s=0.12)
+    scheduler = running(engine, max_streams=50, admission_utilization=0.9, max_lead_s=100)
+    assert scheduler.capacity_streams() < 1.0
+    first = scheduler.open_stream(Collector())
+    assert not isinstance(first, Refusal)
+    scheduler.submit(first, unit(" ".join(["w"] * 40)))
+    deadline = time.monotonic() + 5
+    while scheduler.busy_streams < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(scheduler.open_stream(Collector()), Refusal)
+
+
 def test_work_that_is_not_due_does_not_delay_a_newcomer() -> None:
     for horizon, expected in ((0.25, 1), (None, 2)):
         h = Harness(SchedulerConfig(max_batch=8, batch_horizon_s=horizon, safety_margin_s=0.1))
