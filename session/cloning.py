@@ -36,7 +36,7 @@ import numpy.typing as npt
 from inference.asr import recognize
 from inference.conversion import ConversionParams, convert, fit
 from inference.engine import ClonesVoices, SynthesisUnit
-from inference.scheduler import UnitAudio, UnitFailed
+from inference.scheduler import Scheduler, UnitAudio, UnitFailed
 from inference.speaker import SpeakerEncoder, cosine
 from session.errors import UnknownVoice
 from session.jobs import JobContext, JobRunner
@@ -205,7 +205,7 @@ class BaseVoices:
         return await self._runner.run_blocking(encoder.embed, audio, rate)
 
 
-async def speak_offline(scheduler: Any, engine_voice: str, text: str, engine_wait_s: float,
+async def speak_offline(scheduler: Scheduler, engine_voice: str, text: str, engine_wait_s: float,
                         on_unit: Callable[[int, int], Awaitable[None]] | None = None) -> _F32:
     """``text`` said by a stock voice on an offline stream, units joined by short pauses.
     ``on_unit(done, total)`` is awaited as each unit completes."""

@@ -215,6 +215,7 @@ class Context:
         if isinstance(event, UnitAudio):
             self._on_audio(event)
         elif isinstance(event, UnitFailed):
+            self._stage = None  # the failed unit's held-back tail is dropped with it
             error = SynthesisFailed(
                 f"could not speak part of the text ({event.code}): {event.message}",
                 context_id=self.context_id,
