@@ -41,8 +41,8 @@ from inference.speaker import SpeakerEncoder, cosine
 from session.errors import UnknownVoice
 from session.jobs import JobContext, JobRunner
 from session.normalize import normalize
+from session.offline import OfflineStream, wait_until_ready
 from session.segment import split_units
-from session.synthesis import OfflineStream, wait_until_ready
 from session.voices import VoiceCatalog, VoiceUnavailable, encode_conversion
 
 log = logging.getLogger(__name__)
