@@ -59,7 +59,7 @@ from inference.kokoro_text import (
     tokenize,
 )
 from inference.kokoro_voice import KokoroVoice, stock_voices
-from inference.onnx_graphs import chunk_end, cpu_session
+from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
 from inference.voice_registry import VoiceRegistry
 
@@ -297,9 +297,8 @@ class KokoroEngine:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
         start = request.next_frame
-        size = cfg.first_chunk_frames if start == 0 else cfg.chunk_frames
-        end = chunk_end(start, size, request.frames, cfg.context_frames)
-        lo, hi = max(0, start - cfg.context_frames), min(request.frames, end + cfg.context_frames)
+        end, lo, hi = chunk_window(start, request.frames, cfg.first_chunk_frames,
+                                   cfg.chunk_frames, cfg.context_frames)
         window = self._run_decoder(request, lo, hi)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))

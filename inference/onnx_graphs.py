@@ -56,3 +56,12 @@ def chunk_end(start: int, size: int, frames: int, context: int) -> int:
     less than ``context`` frames would be left over (a step that small costs more than it gives)."""
     end = min(frames, start + size)
     return frames if frames - end < context else end
+
+
+def chunk_window(start: int, frames: int, first: int, size: int,
+                 context: int) -> tuple[int, int, int]:
+    """``(end, lo, hi)`` of the decoder chunk starting at ``start``: the first chunk is ``first``
+    frames, later ones ``size`` (``chunk_end``); the decoder runs over ``lo:hi``, the chunk with up
+    to ``context`` frames on each side."""
+    end = chunk_end(start, first if start == 0 else size, frames, context)
+    return end, max(0, start - context), min(frames, end + context)

@@ -51,7 +51,7 @@ from inference.engine import (
     SynthesisUnit,
     WordTiming,
 )
-from inference.onnx_graphs import chunk_end, cpu_session, rename_tensors, save_atomically
+from inference.onnx_graphs import chunk_window, cpu_session, rename_tensors, save_atomically
 from inference.phonemes import NO_WORD, Phonemes, phonemize
 
 HOP_SAMPLES = 256
@@ -308,9 +308,8 @@ class PiperEngine:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
         start = request.next_frame
-        size = cfg.first_chunk_frames if start == 0 else cfg.chunk_frames
-        end = chunk_end(start, size, request.frames, cfg.context_frames)
-        lo, hi = max(0, start - cfg.context_frames), min(request.frames, end + cfg.context_frames)
+        end, lo, hi = chunk_window(start, request.frames, cfg.first_chunk_frames,
+                                   cfg.chunk_frames, cfg.context_frames)
         return _Window(request_id, start, end, lo, hi)
 
     def _run_decoder(self, windows: Sequence[_Window]) -> dict[RequestId, _F32]:

@@ -49,14 +49,18 @@ def clone(server: RunningServer, name: str) -> str:
         "consent_statement": "I agree.", "consent_accepted": "true",
         "consent_purpose": "tests"}, files={"file": ("ref.wav", wav.getvalue(), "audio/wav")})
     assert made.status_code == 202, made.text
-    job = made.json()["job"]["job_id"]
-    for _ in range(600):
+    wait_job(server, made.json()["job"]["job_id"])
+    return str(made.json()["voice"]["voice_id"])
+
+
+def wait_job(server: RunningServer, job: str) -> None:
+    """Poll ``GET /v1/jobs/{job}`` until it ends; it must have succeeded."""
+    for _ in range(1000):
         state = call(server, "GET", f"/v1/jobs/{job}").json()
         if state["status"] in ("succeeded", "failed"):
             break
-        time.sleep(0.5)
+        time.sleep(0.3)
     assert state["status"] == "succeeded", state
-    return str(made.json()["voice"]["voice_id"])
 
 
 def speak(server: RunningServer, voice: str) -> np.ndarray:
@@ -127,12 +131,7 @@ def synthesize(server: RunningServer, body: dict[str, Any]) -> np.ndarray:
     made = call(server, "POST", "/v1/synthesize", json={"format": "wav", **body})
     assert made.status_code == 202, made.text
     job = made.json()["job"]["job_id"]
-    for _ in range(600):
-        state = call(server, "GET", f"/v1/jobs/{job}").json()
-        if state["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.3)
-    assert state["status"] == "succeeded", state
+    wait_job(server, job)
     audio, _ = soundfile.read(io.BytesIO(call(server, "GET", f"/v1/jobs/{job}/audio").content),
                               dtype="float32")
     return np.asarray(audio)
