@@ -70,7 +70,11 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        server = start_server(Path(data), port, None)
+        # opens go back to back (about a thousand a second), far over the default per-tenant
+        # rate limit, which this does not measure; the limiter still runs on every open
+        config = Path(data) / "timbre.toml"
+        config.write_text("[rate_limit]\nrequests_per_s = 1e6\nburst = 1000000\n")
+        server = start_server(Path(data), port, config)
         try:
             key = (Path(data) / "demo-api-key").read_text().strip()
             profile = asyncio.run(make_profile(Path(data)))

@@ -47,6 +47,7 @@ from realtime.elevenlabs import add_elevenlabs_routes, handles_own_auth
 from realtime.guards import install_log_redaction, origin_middleware, static_files_guard
 from realtime.metrics import Metrics, StepObserver
 from realtime.openai_speech import add_openai_routes
+from realtime.ratelimit_guard import rate_limit_middlewares
 from realtime.rest import add_routes, rest_services
 from realtime.rest_tokens import create_token
 from realtime.twilio import add_twilio_routes
@@ -276,9 +277,11 @@ def create_app(config: AppConfig) -> web.Application:
     # not wake OpenBLAS worker threads: they spin after every call and took a whole core from
     # the engines (a cloned Piper voice cost 1.5-1.7x the server CPU of its base voice).
     threadpool_limits(1, user_api="blas")
+    # requests per second: per client address before auth, per tenant after it (ratelimit_guard)
+    address_guard, tenant_guard = rate_limit_middlewares(config.rate_limit)
     app = web.Application(
-        middlewares=[origin_middleware(config.server.allowed_origins), auth_middleware,
-                     static_files_guard("/web/")],
+        middlewares=[origin_middleware(config.server.allowed_origins), address_guard,
+                     auth_middleware, tenant_guard, static_files_guard("/web/")],
         client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[METRICS] = Metrics()

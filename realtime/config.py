@@ -15,6 +15,7 @@ Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``,
     [jobs] [synthesis] [reference]  job concurrency, long-text limits, reference-audio thresholds
     [cloning]   conversion, base_voices, transcribe, max_fit_speech_s, warm_base_voices
     [watermark] key (secret; env ``TIMBRE_WATERMARK_KEY`` wins), strength, target_snr_db
+    [rate_limit] enabled, requests_per_s, burst, unauthenticated_per_s, ... (realtime.ratelimit)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from inference.kokoro import KokoroConfig
 from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
 from inference.xtts_settings import XttsSettings
+from realtime.ratelimit import RateLimitConfig
 from session.authn import AuthConfig
 from session.cloning import CloningConfig
 from session.jobs import JobsConfig
@@ -79,6 +81,7 @@ class AppConfig:
     reference: ReferenceChecks = field(default_factory=ReferenceChecks)
     cloning: CloningConfig = field(default_factory=CloningConfig)
     watermark: WatermarkSettings = field(default_factory=WatermarkSettings)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
 
 _D = TypeVar("_D")
@@ -113,7 +116,7 @@ def load_config(
     tables: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
     unknown = set(tables) - {"server", "scheduler", "session", "segmenter", "piper", "xtts",
                              "kokoro", "auth", "tiers", "jobs", "synthesis", "reference",
-                             "cloning", "watermark"}
+                             "cloning", "watermark", "rate_limit"}
     if unknown:
         raise ValueError(f"unknown config tables: {sorted(unknown)}")
     server = _with(ServerConfig(), tables.get("server", {}))
@@ -145,6 +148,7 @@ def load_config(
         cloning=_with(CloningConfig(), tables.get("cloning", {})),
         watermark=_with(WatermarkSettings(), {**tables.get("watermark", {}), **(
             {"key": env["TIMBRE_WATERMARK_KEY"]} if env.get("TIMBRE_WATERMARK_KEY") else {})}),
+        rate_limit=_with(RateLimitConfig(), tables.get("rate_limit", {})),
     )
 
 

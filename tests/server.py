@@ -56,6 +56,12 @@ class ServerThread:
         config = dataclasses.replace(
             config, kokoro=dataclasses.replace(config.kokoro, enabled=False),
             cloning=dataclasses.replace(config.cloning, warm_base_voices=False))
+        # Tests fire requests far faster than any client (the fuzzers: hundreds a second, bad keys
+        # included): the limiter runs on every request but never bites unless a test sets
+        # ``rate_limit={...}`` (tests/realtime/test_ratelimit.py).
+        config = dataclasses.replace(config, rate_limit=dataclasses.replace(
+            config.rate_limit, requests_per_s=1e6, burst=1_000_000, unauthenticated_per_s=1e6,
+            unauthenticated_burst=1_000_000))
         for name, values in sections.items():
             config = dataclasses.replace(
                 config, **{name: dataclasses.replace(getattr(config, name), **values)})
