@@ -139,9 +139,11 @@ def stream_url(
     audio_format: str = PCM_S16LE,
     sample_rate_hz: int | None = None,
     speed: float | None = None,
+    pitch: float | None = None,
+    language: str | None = None,
 ) -> str:
     """The ``/v1/stream`` URL for ``base_url`` (``ws://host:port``; a URL that already has a path is
-    used as it is) with the query parameters given."""
+    used as it is) with the query parameters given (None: left out, the server's default)."""
     parts = urllib.parse.urlsplit(base_url)
     if parts.scheme not in ("ws", "wss", "http", "https"):
         raise ValueError(f"not a WebSocket URL: {base_url!r}")
@@ -154,6 +156,10 @@ def stream_url(
         query["sample_rate"] = str(sample_rate_hz)
     if speed is not None:
         query["speed"] = str(speed)
+    if pitch is not None:
+        query["pitch"] = str(pitch)
+    if language is not None:
+        query["language"] = language
     return urllib.parse.urlunsplit(
         (parts.scheme, parts.netloc, path, urllib.parse.urlencode(query), "")
     )
@@ -185,16 +191,25 @@ class StreamClient:
         audio_format: str = PCM_S16LE,
         sample_rate_hz: int | None = 24000,
         speed: float | None = None,
+        pitch: float | None = None,
+        language: str | None = None,
         timeout_s: float = 10.0,
     ) -> StreamClient:
-        """Open a session and wait for ``ready``.
+        """Open a session and wait for ``ready``. ``voice``, ``speed``, ``pitch`` (semitones) and
+        ``language`` are the session's defaults for its contexts (None: the server's).
 
         Raises ``Unauthorized`` (HTTP 401), ``ConnectFailed`` (refused, unreachable, other HTTP
         status, no ``ready`` within ``timeout_s``) or ``ServerRefused`` (the server sent ``error``
-        and closed, e.g. ``server_busy`` or ``bad_sample_rate``).
+        and closed, e.g. ``server_busy``, ``bad_sample_rate`` or ``unsupported_language``).
         """
         target = stream_url(
-            url, voice=voice, audio_format=audio_format, sample_rate_hz=sample_rate_hz, speed=speed
+            url,
+            voice=voice,
+            audio_format=audio_format,
+            sample_rate_hz=sample_rate_hz,
+            speed=speed,
+            pitch=pitch,
+            language=language,
         )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         http = aiohttp.ClientSession()
@@ -235,12 +250,30 @@ class StreamClient:
         return self.demux.record(context_id)
 
     async def send_text(
-        self, context_id: str, text: str, *, voice: str | None = None, speed: float | None = None
+        self,
+        context_id: str,
+        text: str,
+        *,
+        voice: str | None = None,
+        speed: float | None = None,
+        pitch: float | None = None,
+        language: str | None = None,
     ) -> float:
-        """Send one ``text`` message; returns its send time (monotonic seconds)."""
+        """Send one ``text`` message; returns its send time (monotonic seconds). The voice options
+        (``pitch`` in semitones) count only on the message that starts the context; None: the
+        session's. The server answers a bad value with an ``error`` for the context (recorded)."""
         now = time.monotonic()
         self.demux.note_text(context_id, text, now)
-        await self._send(TextMessage(context_id=context_id, text=text, voice=voice, speed=speed))
+        await self._send(
+            TextMessage(
+                context_id=context_id,
+                text=text,
+                voice=voice,
+                speed=speed,
+                pitch=pitch,
+                language=language,
+            )
+        )
         return now
 
     async def stream_words(
@@ -251,19 +284,24 @@ class StreamClient:
         *,
         voice: str | None = None,
         speed: float | None = None,
+        pitch: float | None = None,
+        language: str | None = None,
     ) -> None:
         """Send ``text`` word by word at ``words_per_s`` (on an absolute schedule, so the rate does
-        not drift); ``words_per_s <= 0`` sends it all in one message. ``voice``/``speed`` go with the
-        first message, which starts the context. Does not close the context."""
+        not drift); ``words_per_s <= 0`` sends it all in one message. ``voice``, ``speed``,
+        ``pitch`` and ``language`` go with the first message, which starts the context. Does not
+        close the context."""
         pieces = split_words(text) if words_per_s > 0 else [text]
         start = time.monotonic()
         for index, piece in enumerate(pieces):
             if index:
                 await asyncio.sleep(max(0.0, start + index / words_per_s - time.monotonic()))
-            first = index == 0
-            await self.send_text(
-                context_id, piece, voice=voice if first else None, speed=speed if first else None
-            )
+            if index == 0:
+                await self.send_text(
+                    context_id, piece, voice=voice, speed=speed, pitch=pitch, language=language
+                )
+            else:
+                await self.send_text(context_id, piece)
 
     async def flush(self, context_id: str) -> None:
         self.demux.note_control(context_id, "flush", time.monotonic())
