@@ -14,7 +14,7 @@ from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES
 from realtime.codecs import OutputFormat, parse_output_format
 from realtime.protocol_fields import MAX_SPEED, MIN_SPEED, is_language_code
 from session.errors import BadFormat, BadRequest, BadSampleRate, with_close
-from session.voicing import MAX_PITCH, MIN_PITCH
+from session.pitch import MAX_PITCH, MIN_PITCH
 
 
 @dataclass(frozen=True)

@@ -78,10 +78,10 @@ from realtime.protocol_fields import is_language_code
 from session.authn import Principal, Scope
 from session.errors import BadFormat, TimbreError, UnknownVoice
 from session.languages import UnsupportedLanguage
+from session.pitch import MAX_PITCH, MIN_PITCH
 from session.speech import Speech, SpeechRequest
 from session.tenancy import StreamQuota
 from session.voices import PROFILE_PREFIX, ResolvedVoice, VoiceUnavailable
-from session.voicing import MAX_PITCH, MIN_PITCH
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 
 from realtime.audio import SUPPORTED_FORMATS, SUPPORTED_SAMPLE_RATES
 from session.errors import BadFormat, BadMessage, BadSampleRate
-from session.voicing import MAX_PITCH, MIN_PITCH
+from session.pitch import MAX_PITCH, MIN_PITCH
 
 MIN_SPEED: Final = 0.5
 MAX_SPEED: Final = 2.0

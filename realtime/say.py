@@ -222,7 +222,7 @@ def _speed(text: str) -> float:
 
 
 def _pitch(text: str) -> float:
-    from session.voicing import MAX_PITCH, MIN_PITCH
+    from session.pitch import MAX_PITCH, MIN_PITCH
 
     return _in_range(text, MIN_PITCH, MAX_PITCH)
 

@@ -16,15 +16,9 @@ from __future__ import annotations
 
 from inference.conversion import Blend, StreamingConverter, blend_base_speed
 from inference.engine import FloatAudio
+from session.pitch import MAX_PITCH, MIN_PITCH, pitch_ratio
 
-MIN_PITCH = -6.0
-"""Semitones: the lowest ``pitch`` option (a ratio of 0.71)."""
-MAX_PITCH = 6.0
-"""Semitones: the highest ``pitch`` option (a ratio of 1.41)."""
-
-
-def pitch_ratio(semitones: float) -> float:
-    return float(2.0 ** (semitones / 12.0))
+__all__ = ["MAX_PITCH", "MIN_PITCH", "UnitStage", "engine_speed", "needs_stage", "pitch_ratio"]
 
 
 def engine_speed(speed: float, pitch: float, conversion: Blend) -> float:

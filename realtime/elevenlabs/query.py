@@ -15,7 +15,7 @@ from typing import Final
 
 from realtime.elevenlabs.errors import ElevenLabsError
 from realtime.protocol_fields import is_language_code
-from session.voicing import MAX_PITCH, MIN_PITCH
+from session.pitch import MAX_PITCH, MIN_PITCH
 
 DEFAULT_OUTPUT_FORMAT: Final = "mp3_44100_128"
 DEFAULT_INACTIVITY_TIMEOUT_S: Final = 20

@@ -56,6 +56,16 @@ def test_say_help_imports_only_the_say_parser() -> None:
     assert "realtime.client" not in modules
 
 
+def test_the_client_say_runs_on_loads_no_model_stack() -> None:
+    """What a real ``timbre say`` imports to check its options and stream (the pitch range
+    included: it lives in ``session.pitch``, not beside the pitch shifter)."""
+    code = ("import json, sys; import realtime.say, realtime.client, realtime.native_query; "
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    assert heavy(set(json.loads(out.splitlines()[-1]))) == []
+
+
 def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["--help"])

@@ -25,8 +25,8 @@ from realtime.protocol import (
 )
 from session.errors import BadMessage, BadRequest
 from session.languages import UnsupportedLanguage
+from session.pitch import MAX_PITCH, MIN_PITCH
 from session.synthesis import SynthesisRequest
-from session.voicing import MAX_PITCH, MIN_PITCH
 
 
 def wire(**fields: Any) -> str:
