@@ -20,7 +20,12 @@ from realtime.protocol import (
 
 PCM_S16LE = "pcm_s16le"
 _BYTES_PER_SAMPLE = {PCM_S16LE: 2}
-REFUSING_CODES = frozenset({"server_busy", "too_many_contexts", "unknown_voice", "text_too_long"})
+REFUSING_CODES = frozenset({
+    "server_busy", "too_many_contexts", "unknown_voice", "text_too_long", "unsupported_language",
+    "voice_unavailable", "bad_message", "invalid_value", "quota_exceeded", "forbidden"})
+"""Codes that, for a context not yet started, mean the server will never start it: the text that
+would have started it was refused (its voice, language, options or quota), so no
+``context_done`` will come and a client waiting for one would wait for ever."""
 
 
 # -- records --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ errors before any connection."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 import soundfile as sf
 
 from realtime.cli import build_parser, main, subcommand_parser
+from realtime.client import StreamClient
 from realtime.protocol_fields import MAX_SPEED, MIN_SPEED
-from session.voicing import MAX_PITCH, MIN_PITCH
+from session.pitch import MAX_PITCH, MIN_PITCH
 from tests.server import RunningServer, ServerThread
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -83,3 +85,24 @@ def test_help_states_the_protocol_ranges() -> None:
     text = " ".join(text.split())
     assert f"{MIN_SPEED} to {MAX_SPEED}" in text
     assert f"{MIN_PITCH:g} to {MAX_PITCH:g}" in text
+
+
+def test_a_context_refused_for_its_options_finishes_at_once(server: RunningServer) -> None:
+    """Options in a ``text`` message (not the query) that the server refuses end the client's wait
+    for that context right away: the server never starts it, so no ``context_done`` will come."""
+
+    async def run() -> list[tuple[bool, list[str]]]:
+        outcomes = []
+        async with await StreamClient.connect(server.ws_url, server.key) as client:
+            for context, options in [("fr", {"language": "fr"}), ("who", {"voice": "nobody"}),
+                                     ("ok", {})]:
+                await client.send_text(context, "Hello there.", **options)
+                await client.close_context(context)
+                record = await client.wait_done(context, 20.0)
+                outcomes.append((record.refused, [e.code for e in record.errors]))
+        return outcomes
+
+    fr, who, ok = asyncio.run(asyncio.wait_for(run(), 60.0))
+    assert fr == (True, ["unsupported_language"])
+    assert who == (True, ["unknown_voice"])
+    assert ok == (False, [])
