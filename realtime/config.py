@@ -3,7 +3,7 @@
 Precedence (highest first): command-line flags, environment (``HOST``, ``PORT``, ``DATA_DIR``,
 ``MONGO_URL``, ``REDIS_URL``, ``TIMBRE_CONFIG``), the TOML file, defaults. The TOML file has one table per part::
 
-    [server]    host, port, data_dir, allowed_origins, access_log
+    [server]    host, port, data_dir, allowed_origins, access_log, body_timeout_s, ...
     [scheduler] max_batch, step_budget_ms, max_lead_s, safety_margin_s, max_streams, ...
     [session]   max_contexts, max_context_chars, inactivity_timeout_s, output_buffer_bytes, ...
     [segmenter] first_unit_min_words, first_unit_max_words, max_unit_words, ...
@@ -64,6 +64,12 @@ class ServerConfig:
     affected (``realtime.guards``)."""
     access_log: bool = False
     """Log one line per request, credentials in the query redacted (``realtime.guards``)."""
+    body_idle_timeout_s: float = 15.0
+    """A request body that sends no byte for this long is refused (408 ``body_timeout``)."""
+    body_timeout_s: float = 60.0
+    """Every request body may take this long, plus its size at ``body_min_bytes_per_s``."""
+    body_min_bytes_per_s: float = 64 * 1024
+    """The slowest upload rate a legitimate client is allowed (``realtime.guards``)."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,18 @@ deep inside ``request.read()``; a client of the OpenAI- or ElevenLabs-compatible
 read that. ``read_body`` applies each endpoint's own (much smaller) limit and raises
 ``MessageTooLarge``, which every handler answers in its own protocol's error shape.
 
+Body deadlines. aiohttp puts no deadline on reading a request body: a client that sends its
+headers and then trickles or stops its body holds the handler (and its connection) for ever, and
+a chunked body whose framing breaks after the handler started reading is never failed either
+(aiohttp 3.14, C parser, issue #10596: the 400 is queued behind the request). ``BodyReadClock``
+bounds every read of a body -- ``read_body`` and the multipart readers (``realtime.voice_form``,
+``realtime.watermark_api``) -- by an idle deadline (no byte for ``[server] body_idle_timeout_s``)
+and a whole-body deadline (``body_timeout_s`` plus the expected size at
+``body_min_bytes_per_s``, so a 50 MiB upload on a slow link still fits while a small JSON body
+cannot be dribbled out for minutes). Past either: ``BodyTimeout`` (408 ``body_timeout``), and the
+handler answers and is freed; aiohttp then reads (and drops) the rest of the body for at most its
+10 s lingering time and closes the connection.
+
 Origin. A browser lets any page open a WebSocket to any host and sends the page's ``Origin`` with
 the handshake; a page of another site that holds (or guesses its way to) a ``?token=`` must not
 be able to talk to us. A WebSocket handshake that carries an ``Origin`` is accepted when the
@@ -23,16 +35,21 @@ log records, which quote requests they could not parse.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 from urllib.parse import unquote_plus, urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
 
-from session.errors import MessageTooLarge, OriginNotAllowed
+from realtime.appkeys import CONFIG
+from session.errors import BodyTimeout, MessageTooLarge, OriginNotAllowed, TimbreError
 
 READ_CHUNK_BYTES = 64 * 1024
 ANY_ORIGIN = "*"
@@ -43,22 +60,94 @@ REDACTED = "[redacted]"
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+
+# -- body deadlines --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BodyDeadlines:
+    """How long a request body may take (``[server] body_*``; see the module docstring)."""
+
+    idle_s: float = 15.0
+    """No byte for this long: the client has stalled (or its chunked framing broke)."""
+    floor_s: float = 60.0
+    """Every body gets this long, however small."""
+    min_bytes_per_s: float = 64 * 1024
+    """Plus its expected size at this rate (512 kbit/s): the slowest uplink we wait for."""
+
+    def total_s(self, expected_bytes: int) -> float:
+        """The whole-body deadline of a body expected to be ``expected_bytes`` long."""
+        return self.floor_s + max(0, expected_bytes) / self.min_bytes_per_s
+
+    @classmethod
+    def of(cls, request: web.BaseRequest) -> BodyDeadlines:
+        """The app's configured deadlines (the defaults for an app without a config)."""
+        config = request.app.get(CONFIG) if isinstance(request, web.Request) else None
+        if config is None:
+            return cls()
+        server = config.server
+        return cls(server.body_idle_timeout_s, server.body_timeout_s,
+                   server.body_min_bytes_per_s)
+
+
+class BodyReadClock:
+    """The deadlines of reading one request body: every read of it goes through ``read`` and is
+    cut at the idle deadline or at the whole-body deadline, whichever comes first.
+
+    ``max_bytes`` is the endpoint's body limit; the whole-body deadline is sized from the declared
+    ``Content-Length`` when there is one (a client announcing 200 bytes gets no 50-MiB
+    allowance), else from the limit (chunked bodies)."""
+
+    def __init__(self, request: web.BaseRequest, max_bytes: int) -> None:
+        self.deadlines = BodyDeadlines.of(request)
+        declared = request.content_length
+        expected = max_bytes if declared is None else min(declared, max_bytes)
+        self._loop = asyncio.get_running_loop()
+        self._total_s = self.deadlines.total_s(expected)
+        self._end = self._loop.time() + self._total_s
+
+    async def read(self, read: Callable[[], Awaitable[T]]) -> T:
+        """``await read()``, or ``BodyTimeout`` when it outlasts either deadline (the read is
+        cancelled; the body is abandoned)."""
+        remaining = self._end - self._loop.time()
+        idle = remaining >= self.deadlines.idle_s
+        budget = self.deadlines.idle_s if idle else remaining
+        if budget <= 0:
+            raise self._timeout(idle=False)
+        try:
+            async with asyncio.timeout(budget):
+                return await read()
+        except TimeoutError:
+            raise self._timeout(idle=idle) from None
+
+    def _timeout(self, *, idle: bool) -> BodyTimeout:
+        if idle:
+            return BodyTimeout(f"no part of the request body arrived for "
+                               f"{self.deadlines.idle_s:g} s; send the body without pausing")
+        return BodyTimeout(f"the request body was not complete within {self._total_s:.0f} s")
 
 
 # -- body limits -----------------------------------------------------------------------------------
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The request body, at most ``max_bytes``. Raises ``MessageTooLarge`` (HTTP 413) as soon as
-    the declared or the received length passes the limit, without reading the rest."""
+async def read_body(request: web.Request, max_bytes: int, *,
+                    too_large: Callable[[str], TimbreError] = MessageTooLarge) -> bytes:
+    """The request body, at most ``max_bytes``. Raises ``too_large`` (``MessageTooLarge``, HTTP
+    413, unless the endpoint has its own) as soon as the declared or the received length passes
+    the limit, without reading the rest, and ``BodyTimeout`` (408) when the body stalls or takes
+    too long (``BodyReadClock``)."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise MessageTooLarge(f"the body is {request.content_length} bytes; the limit is "
-                              f"{max_bytes} bytes")
+        raise too_large(f"the body is {request.content_length} bytes; the limit is "
+                        f"{max_bytes} bytes")
+    clock = BodyReadClock(request, max_bytes)
     body = bytearray()
-    while chunk := await request.content.read(READ_CHUNK_BYTES):
+    next_chunk = partial(request.content.read, READ_CHUNK_BYTES)
+    while chunk := await clock.read(next_chunk):
         body += chunk
         if len(body) > max_bytes:
-            raise MessageTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+            raise too_large(f"the body is larger than the limit of {max_bytes} bytes")
     return bytes(body)
 
 

@@ -5,7 +5,9 @@ resources, so it works on a machine without network access).
 The document is written by hand, next to the handlers it describes (``realtime.rest``,
 ``realtime.rest_tokens``, ``realtime.ws_native``, ``realtime.app``); ``tests/realtime/test_rest.py``
 checks that every route the app registers under ``/v1`` appears here with its methods, and that every
-``$ref`` resolves. ``x-scope`` names the credential scope an operation needs.
+``$ref`` resolves. ``x-scope`` names the credential scope an operation needs. The 429
+``rate_limited`` (with ``Retry-After``) and the 408 ``body_timeout`` are added to the operations
+they concern by ``realtime.openapi_schemas.operation``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from realtime.openapi_schemas import (
     JOB_ID,
+    RETRY_AFTER,
     SCHEMAS,
     VOICE_ID,
     Schema,
@@ -334,7 +337,7 @@ def _compat_paths() -> dict[str, Schema]:
             {"200": {"description": "The SDP answer.", "content": json_content({
                 "type": "object", "properties": {"sdp": {"type": "string"},
                                                  "type": {"const": "answer"}}})},
-             **errors(400, 403, 503)}, scope="tts",
+             **errors(400, 403, 429, 503)}, scope="tts",
             body={"required": True, "content": json_content({
                 "type": "object", "required": ["sdp", "type"],
                 "properties": {"sdp": {"type": "string"}, "type": {"const": "offer"},
@@ -407,6 +410,7 @@ def _document() -> Schema:
                   **_watermark_paths()},
         "components": {
             "schemas": SCHEMAS,
+            "headers": {"Retry-After": RETRY_AFTER},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "An API key (tk_...) or a JWT."},

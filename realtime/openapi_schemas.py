@@ -1,6 +1,12 @@
 """The building blocks of the OpenAPI document (``realtime.openapi``): the shared component
 schemas (``SCHEMAS``), the error answer of each status, and the helpers that write an operation,
 a JSON body or a ``$ref``.
+
+Two answers come from the edge rather than from a handler, so ``operation`` adds them itself
+instead of every operation listing them (and one being forgotten): the 429 ``rate_limited`` with
+``Retry-After`` on every authenticated (``/v1/``) operation (``realtime.ratelimit_guard``), and
+the 408 ``body_timeout`` on every operation that reads a request body
+(``realtime.guards.BodyReadClock``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ ERROR_CODES = {
     402: "quota_exceeded or profile_limit: the tier's allowance is used up",
     403: "forbidden (the credential lacks the scope) or format_not_allowed (not in the tier)",
     404: "unknown_voice / unknown_job: no such id for this tenant (another tenant's ids too)",
+    408: "body_timeout: the request body stopped arriving (no byte for 15 s) or was not complete "
+         "within its deadline (60 s plus its size at 64 KiB/s; `[server] body_*`); retry",
     409: "the object is not in a state that allows this (voice_unavailable, no_audio, ...)",
     413: "file_too_large / text_too_long: the body is over the limit",
     415: "unsupported_audio: the upload is not audio in a format the server decodes",
@@ -40,6 +48,25 @@ def errors(*statuses: int) -> dict[str, Schema]:
             for s in statuses}
 
 
+RETRY_AFTER: Schema = {
+    "description": "Whole seconds to wait before the request can succeed.",
+    "schema": {"type": "integer", "minimum": 1}, "example": 3}
+"""``components.headers.Retry-After`` (``realtime.openapi``)."""
+
+
+def rate_limited(streams: bool = False) -> Schema:
+    """The 429 of a ``/v1/`` operation; ``streams``: the operation opens a stream, so the tier's
+    concurrent-stream cap (``too_many_streams``) answers 429 too."""
+    description = ("rate_limited: over the tenant's requests per second (`[rate_limit]`; "
+                   "unauthenticated: the client address's); wait `Retry-After` seconds. "
+                   "In OpenAI's or ElevenLabs' error shape on their routes.")
+    if streams:
+        description += " Or " + ERROR_CODES[429] + " (no Retry-After)."
+    return {"description": description,
+            "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+            "content": json_content(ref("Error"))}
+
+
 def path_param(name: str, description: str, example: str) -> Schema:
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "string"}, "example": example}
@@ -60,7 +87,10 @@ def operation(summary: str, description: str, tag: str, responses: dict[str, Sch
     if public:
         op["security"] = []
     else:
+        if body is not None:
+            responses.update(errors(408))
         responses.update(errors(401))
+        responses["429"] = rate_limited(streams="429" in responses)
     return op
 
 

@@ -47,9 +47,9 @@ from realtime.appkeys import (
     VOICE_REGISTRY,
     VOICE_SERVICE,
 )
-from realtime.guards import is_valid_text
+from realtime.guards import is_valid_text, read_body
 from realtime.openapi import docs_page, openapi_document
-from realtime.voice_form import READ_CHUNK_BYTES, read_voice_form
+from realtime.voice_form import read_voice_form
 from session.authn import Scope
 from session.cloning import BaseVoices, SharedEncoder, describe_cloning
 from session.errors import BadRequest, TextTooLong, TimbreError
@@ -112,14 +112,9 @@ def _count(request: web.Request, code: str) -> None:
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The JSON body, read with its own size limit (long texts exceed the app's default)."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise TextTooLong(f"the body is larger than {max_bytes} bytes")
-    body = bytearray()
-    while chunk := await request.content.read(READ_CHUNK_BYTES):
-        body += chunk
-        if len(body) > max_bytes:
-            raise TextTooLong(f"the body is larger than {max_bytes} bytes")
+    """The JSON body, read with its own size limit (long texts exceed the app's default) and the
+    body deadlines of ``read_body``."""
+    body = await read_body(request, max_bytes, too_large=TextTooLong)
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply

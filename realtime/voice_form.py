@@ -1,15 +1,19 @@
 """The voice upload form of ``POST /v1/voices``: a multipart body read with byte limits as it
-arrives (413 ``file_too_large`` without reading the rest), then turned into a ``NewVoice``.
+arrives (413 ``file_too_large`` without reading the rest) and within the body deadlines (408
+``body_timeout`` when it stalls; ``realtime.guards.BodyReadClock``), then turned into a
+``NewVoice``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from realtime.guards import BodyReadClock
 from session.errors import BadRequest
 from session.reference_audio import FileTooLarge
 from session.voice_service import (
@@ -98,7 +102,8 @@ def parse_expiry(value: str | None) -> datetime | None:
 
 async def read_voice_form(request: web.Request, max_audio_bytes: int) -> VoiceFormParts:
     """Read the multipart body, counting bytes as they arrive: more than ``max_audio_bytes`` of
-    files is refused (413 ``file_too_large``) without reading the rest."""
+    files is refused (413 ``file_too_large``) without reading the rest, a body that stalls or
+    takes too long with 408 ``body_timeout``."""
     limit = max_audio_bytes + FORM_OVERHEAD_BYTES
     if request.content_length is not None and request.content_length > limit:
         raise FileTooLarge(f"the upload is {request.content_length} bytes; the limit is "
@@ -107,16 +112,17 @@ async def read_voice_form(request: web.Request, max_audio_bytes: int) -> VoiceFo
         raise BadRequest("send the voice as multipart/form-data")
     try:
         reader = await request.multipart()
-        return await _read_parts(reader, max_audio_bytes)
+        return await _read_parts(reader, max_audio_bytes, BodyReadClock(request, limit))
     except (AssertionError, ValueError, HttpProcessingError) as exc:  # the body's framing
         raise BadRequest(f"malformed multipart body: {exc}") from None
 
 
-async def _read_parts(reader: MultipartReader, max_audio_bytes: int) -> VoiceFormParts:
+async def _read_parts(reader: MultipartReader, max_audio_bytes: int,
+                      clock: BodyReadClock) -> VoiceFormParts:
     parts = VoiceFormParts()
     audio_bytes = 0
     while True:
-        part = await reader.next()
+        part = await clock.read(reader.next)
         if part is None:
             return parts
         if not isinstance(part, BodyPartReader) or not part.name:
@@ -125,16 +131,19 @@ async def _read_parts(reader: MultipartReader, max_audio_bytes: int) -> VoiceFor
         if part.name == "file":
             if len(parts.files) == MAX_REFERENCE_FILES:
                 raise BadRequest(f"at most {MAX_REFERENCE_FILES} reference files per voice")
-            data, audio_bytes = await _read_part(part, max_audio_bytes - audio_bytes, audio_bytes)
+            data, audio_bytes = await _read_part(part, max_audio_bytes - audio_bytes, audio_bytes,
+                                                 clock)
             parts.files.append((part.filename or f"file-{len(parts.files)}", data))
         else:
-            parts.add_text(part.name, await _read_text(part))
+            parts.add_text(part.name, await _read_text(part, clock))
 
 
-async def _read_part(part: BodyPartReader, allowance: int, so_far: int) -> tuple[bytes, int]:
+async def _read_part(part: BodyPartReader, allowance: int, so_far: int,
+                     clock: BodyReadClock) -> tuple[bytes, int]:
     chunks: list[bytes] = []
     size = 0
-    while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+    next_chunk = partial(part.read_chunk, READ_CHUNK_BYTES)
+    while chunk := await clock.read(next_chunk):
         size += len(chunk)
         if size > allowance:
             raise FileTooLarge(f"the uploaded audio is larger than the limit of "
@@ -143,10 +152,11 @@ async def _read_part(part: BodyPartReader, allowance: int, so_far: int) -> tuple
     return b"".join(chunks), so_far + size
 
 
-async def _read_text(part: BodyPartReader) -> str:
+async def _read_text(part: BodyPartReader, clock: BodyReadClock) -> str:
     chunks: list[bytes] = []
     size = 0
-    while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+    next_chunk = partial(part.read_chunk, READ_CHUNK_BYTES)
+    while chunk := await clock.read(next_chunk):
         size += len(chunk)
         if size > MAX_TEXT_FIELD_BYTES:
             raise BadRequest(f"form field {part.name!r} is longer than {MAX_TEXT_FIELD_BYTES} "

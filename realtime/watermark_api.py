@@ -4,7 +4,8 @@ The body is ``multipart/form-data`` with one ``file`` part holding audio in any 
 (wav, mp3, flac, ogg/opus, webm). The answer is ``{detected, confidence, stream_id?, provenance?}``:
 ``provenance`` (generation time, voice, API version) only when the stream belongs to the caller's
 tenant -- another tenant learns that the audio is watermarked, never whose it is. Errors: 400
-(no ``file`` part, not multipart), 413 (over ``MAX_UPLOAD_BYTES``), 415 (not decodable audio).
+(no ``file`` part, not multipart), 408 (the body stalled or took too long:
+``realtime.guards.BodyReadClock``), 413 (over ``MAX_UPLOAD_BYTES``), 415 (not decodable audio).
 
 Provenance comes from matching the clip's payload against the caller's recent stream ids
 (``session.watermark.payload.best_match``).
@@ -13,12 +14,14 @@ Provenance comes from matching the clip's payload against the caller's recent st
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from realtime.appkeys import PRINCIPAL, STAMPER
+from realtime.guards import BodyReadClock
 from realtime.rest import api
 from session.errors import BadRequest, TimbreError
 from session.ids import TenantId
@@ -36,6 +39,8 @@ from session.watermark.payload import best_match
 
 PATH = "/v1/watermark/detect"
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+FORM_OVERHEAD_BYTES = 65536
+"""Room for the multipart framing and other parts besides the file."""
 MAX_AUDIO_S = 600.0
 READ_CHUNK_BYTES = 64 * 1024
 CANDIDATES = 10_000
@@ -49,28 +54,33 @@ class UnsupportedAudio(TimbreError):
 
 
 async def read_upload(request: web.Request) -> bytes:
-    """The ``file`` part's bytes. Raises BadRequest, FileTooLarge (counting as bytes arrive)."""
-    if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES + 65536:
+    """The ``file`` part's bytes. Raises BadRequest, FileTooLarge (counting as bytes arrive),
+    BodyTimeout (the body stalled or took too long)."""
+    if request.content_length is not None and (request.content_length
+                                               > MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES):
         raise FileTooLarge(f"the upload is {request.content_length} bytes; the limit is "
                            f"{MAX_UPLOAD_BYTES}")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send the audio as multipart/form-data with a 'file' part")
     try:
+        clock = BodyReadClock(request, MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES)
         reader = await request.multipart()
-        while (part := await reader.next()) is not None:
+        while (part := await clock.read(reader.next)) is not None:
             if isinstance(part, BodyPartReader) and part.name == "file":
-                return await _read_part(part)
-            if isinstance(part, BodyPartReader):
-                await part.release()
+                return await _read_part(part, clock)
+            if isinstance(part, BodyPartReader):  # skipped chunk by chunk: each within the idle deadline
+                while await clock.read(partial(part.read_chunk, READ_CHUNK_BYTES)):
+                    pass
     except (AssertionError, ValueError, HttpProcessingError) as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from None
     raise BadRequest("the form has no 'file' part")
 
 
-async def _read_part(part: BodyPartReader) -> bytes:
+async def _read_part(part: BodyPartReader, clock: BodyReadClock) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+    next_chunk = partial(part.read_chunk, READ_CHUNK_BYTES)
+    while chunk := await clock.read(next_chunk):
         size += len(chunk)
         if size > MAX_UPLOAD_BYTES:
             raise FileTooLarge(f"the file is over the {MAX_UPLOAD_BYTES}-byte limit")

@@ -138,6 +138,17 @@ class InactivityTimeout(TimbreError):
     retryable = True
 
 
+class BodyTimeout(TimbreError):
+    """A request body that stopped arriving (no byte within the idle deadline) or is still not
+    complete at its whole-body deadline (``realtime.guards.BodyDeadlines``). Without it a client
+    that sends headers and then trickles or stops its body would hold a handler for ever."""
+
+    code = "body_timeout"
+    http_status = 408
+    close_code = None
+    retryable = True
+
+
 class Unauthorized(TimbreError):
     code = "unauthorized"
     http_status = 401

@@ -98,8 +98,9 @@ def test_a_chunked_body_that_breaks_mid_way_does_not_stop_the_server(
         server: RunningServer) -> None:
     """The headers are parsed and the handler is already reading when the broken chunk comes:
     aiohttp (C parser, 3.14) queues its 400 behind the request instead of failing the body, so
-    the connection waits until the client goes; the server serves everyone else meanwhile and
-    frees the request once the client has gone."""
+    the read waits until the client goes or the body's idle deadline passes (a 408,
+    tests/realtime/test_body_deadlines.py); the server serves everyone else meanwhile and frees
+    the request once the client has gone."""
     healthy(server)
     before = server_tasks(server)
     fds = psutil.Process().num_fds()
