@@ -194,8 +194,11 @@ class Context:
             )
 
     def _submit(self, units: list[str]) -> None:
+        # digits are read per language: only English is rewritten ("3" -> "three"); None is the
+        # voice's own language, English for every voice today
+        language = self.settings.language or "en"
         for text in units:
-            spoken = normalize(text)
+            spoken = normalize(text, language)
             if not spoken.strip():
                 continue
             if self.first_unit_at is None:

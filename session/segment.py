@@ -2,17 +2,30 @@
 
 A unit is what one engine request speaks. The first unit of an utterance is kept short so audio can
 start early: it ends at the first sentence end, line break, or clause boundary
-(``, ; : — –``) with at least ``first_unit_min_words`` words, or after ``first_unit_max_words``
+(``, ; : — – 、``) with at least ``first_unit_min_words`` words, or after ``first_unit_max_words``
 complete words, whichever comes first. Later units are whole sentences or lines; one that reaches
 ``max_unit_words`` words is cut at its last clause boundary, or at that word count when it has
 none.
 
 Words are whitespace-separated tokens; a word is complete once whitespace follows it ("Hel" is not,
-nor is "3" while ".14" may still come). Units are cut only between tokens, so joining the units with
-spaces gives back the words of the text. Every cut is decided from the text alone, never from how it
+nor is "3" while ".14" may still come). Units are cut only between tokens, so the units hold every
+non-space character of the text in order, and joining them with spaces gives back the words of any
+text without the full-width marks below. Every cut is decided from the text alone, never from how it
 was split into pieces: a decision that needs more text (is "etc." followed by a capital? is "3,"
 followed by a digit, as in "March 3, 2024"?) waits for it. So ``push`` over any split of a text,
 then ``flush``, returns the same units as ``split_units`` on the whole text.
+
+Japanese has no spaces, so a whitespace token can be a whole reply. A token therefore also ends
+after a full-width sentence end ``。！？`` or comma ``、`` together with the marks right after it
+(``！？``, ``…``, closing brackets and quotes: ``。」``, ``？！``), once a character other than those
+follows; the token is then a sentence end or a clause boundary like ``.`` and ``,`` before
+whitespace. As a last resort, a run with none of those marks is cut after ``max_run_wide_chars``
+wide (CJK) characters, mid-word. Wide characters are also what limits a unit's length
+(``max_unit_wide_chars``): words do not measure unspaced text, and Kokoro fails on a Japanese unit
+over about 200 characters (510 phonemes). Text with neither wide characters nor these marks is cut
+by the word rules alone. Not handled: half-width ``!?`` and ``．，`` (also decimal and thousands
+marks) end nothing without whitespace, and a quoted sentence (``「はい。」と言った。``) is cut after
+its closing bracket.
 
 A sentence ends at ``. ! ? …`` (possibly followed by closing quotes or brackets) followed by
 whitespace, except after titles and Latin abbreviations (Mr., Dr., St., e.g., vs., ...), single
@@ -28,7 +41,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -43,6 +57,13 @@ class SegmenterConfig:
     """A later unit (a sentence) that reaches this many words is cut (at a clause if it has one)."""
     min_unit_chars: int = 2
     """A boundary is not taken while the unit would be shorter than this (e.g. a stray "a,")."""
+    max_unit_wide_chars: int = 120
+    """A unit holds at most this many wide (CJK) characters, unless one token alone has more: the
+    token that would take it past is left for the next unit, which is cut at the unit's last clause
+    boundary if it has one. Spaced text is measured in words; this bounds Japanese."""
+    max_run_wide_chars: int = 80
+    """A token holds at most this many wide characters (plus the marks right after the last one):
+    unspaced text with no ``。！？、`` is cut there, mid-word, rather than never."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.first_unit_min_words <= self.first_unit_max_words:
@@ -51,6 +72,8 @@ class SegmenterConfig:
             raise ValueError("need first_unit_max_words <= max_unit_words")
         if self.min_unit_chars < 0:
             raise ValueError("min_unit_chars must be >= 0")
+        if not 1 <= self.max_run_wide_chars <= self.max_unit_wide_chars:
+            raise ValueError("need 1 <= max_run_wide_chars <= max_unit_wide_chars")
 
 
 class _Kind(enum.Enum):
@@ -61,7 +84,15 @@ class _Kind(enum.Enum):
     """The boundary depends on the next word, which has not arrived yet."""
 
 
-_TOKEN = re.compile(r"\S+")
+_CHUNK = re.compile(r"\S+")
+_FULL_STOPS = "。！？｡"
+_FULL_COMMAS = "、､"
+_FULL_BREAKS = frozenset(_FULL_STOPS + _FULL_COMMAS)
+_TRAILER_CHARS = _FULL_STOPS + _FULL_COMMAS + "!?…‥」』）］｝】〕〗〙〉》”’\"')]}»*_"
+_TRAILERS = frozenset(_TRAILER_CHARS)
+"""What stays with a full-width break before the token ends: more breaks, ``!?``, ellipses,
+closing brackets and quotes. ``．`` and ``，`` are left out: they are also full-width decimal and
+thousands separators (``３．１４``)."""
 _CLOSERS = "\"')]}»”’*_"
 _OPENERS = "\"'([{«“‘*_"
 _SENTENCE_END = ".!?…"
@@ -75,6 +106,47 @@ _MAYBE_END = frozenset({"etc.", "inc.", "ltd.", "co.", "corp.", "jr."})
 _ACRONYM = re.compile(r"(?:[a-z]\.){2,}")
 _INITIAL = re.compile(r"[A-Z]\.")
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")
+
+
+def _is_wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def _tokens(text: str, pos: int, max_run: int) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, wide characters)`` of each token of ``text`` from ``pos`` (which must be a
+    token boundary: the start, a token's end, or whitespace). A token ends at whitespace, after a
+    full-width break and the trailers right after it, or after ``max_run`` wide characters and
+    their trailers; where it ends depends only on the text up to its end and the character after
+    it, so tokens never change as text is appended (except the one touching the end)."""
+    for chunk in _CHUNK.finditer(text, pos):
+        start, stop = chunk.span()
+        if chunk.group().isascii():  # no full-width marks, no wide characters: the common case
+            yield start, stop, 0
+            continue
+        wide, i = 0, start
+        while i < stop:
+            ch = text[i]
+            i += 1
+            wide += _is_wide(ch)
+            if ch not in _FULL_BREAKS and wide < max_run:
+                continue
+            while i < stop and text[i] in _TRAILERS:
+                wide += _is_wide(text[i])
+                i += 1
+            if i < stop:
+                yield start, i, wide
+                start, wide = i, 0
+        yield start, stop, wide
+
+
+def _full_width_kind(token: str) -> _Kind | None:
+    """The boundary after a token that ends with full-width marks (``None``: it does not)."""
+    marks = token[len(token.rstrip(_TRAILER_CHARS)) :]
+    if any(ch in _FULL_STOPS for ch in marks):
+        return _Kind.SENTENCE
+    if any(ch in _FULL_COMMAS for ch in marks):
+        return _Kind.CLAUSE
+    return None
 
 
 def _is_word(token: str) -> bool:
@@ -105,6 +177,9 @@ def _sentence_kind(word: str, next_char: str | None, first_in_unit: bool) -> _Ki
 def _classify(token: str, next_char: str | None, first_in_unit: bool) -> _Kind:
     """The boundary after the complete ``token``; ``next_char`` starts the next word (``None``:
     not arrived yet, or end of text)."""
+    full_width = _full_width_kind(token)
+    if full_width is not None:
+        return full_width
     core = token.rstrip(_CLOSERS)
     if not core:
         return _Kind.NONE
@@ -127,6 +202,7 @@ class _Scan:
 
     resume: int = 0
     words: int = 0
+    wide: int = 0
     last_clause: int | None = None
 
 
@@ -139,24 +215,29 @@ def _find_cut(
     ``first``: the unit is the first of its utterance. ``final``: no more text will come. A result
     never changes when more text is appended (that is what makes segmentation split-independent).
     """
-    tokens = _TOKEN.finditer(text, scan.resume)
+    tokens = _tokens(text, scan.resume, config.max_run_wide_chars)
     token = next(tokens, None)
     while token is not None:
-        end = token.end()
+        start, end, token_wide = token
         if end == len(text) and not final:
             return None  # the word may still grow
         following = next(tokens, None)
-        words = scan.words + _is_word(token.group())
+        word = text[start:end]
+        words = scan.words + _is_word(word)
+        wide = scan.wide + token_wide
+        if wide > config.max_unit_wide_chars and scan.words:  # leave this token to the next unit
+            return scan.last_clause if scan.last_clause is not None else scan.resume
         last_clause = scan.last_clause
         if words and end >= config.min_unit_chars:
-            next_char = _first_letter(following.group()) if following else None
-            kind = _classify(token.group(), next_char, token.start() == 0)
+            next_word = text[following[0] : following[1]] if following else None
+            next_char = _first_letter(next_word) if next_word else None
+            kind = _classify(word, next_char, start == 0)
             if first and (
                 words >= config.first_unit_max_words
                 or (kind is _Kind.CLAUSE and words >= config.first_unit_min_words)
             ):
                 return end
-            gap = text[end : following.start() if following else len(text)]
+            gap = text[end : following[0] if following else len(text)]
             if kind is _Kind.SENTENCE or "\n" in gap:
                 return end
             if kind is _Kind.UNDECIDED or (following is None and not final):
@@ -165,7 +246,7 @@ def _find_cut(
                 last_clause = end if kind is _Kind.CLAUSE else last_clause
                 if words >= config.max_unit_words:
                     return last_clause if last_clause is not None else end
-        scan.resume, scan.words, scan.last_clause = end, words, last_clause
+        scan.resume, scan.words, scan.wide, scan.last_clause = end, words, wide, last_clause
         token = following
     return None
 

@@ -6,8 +6,8 @@ length, format, speed, the voice, the tier's output formats, and the month's cha
 whole text: ``check_characters(..., requested=len(text))``), then creates a ``synthesize`` job. The
 job:
 
-1. segments the text (``session.segment.split_units``) and normalises each unit
-   (``session.normalize``), off the event loop;
+1. segments the text (``session.segment.split_units``) and normalises each unit in the request's
+   language (``session.normalize``), off the event loop;
 2. speaks the units on an *offline* scheduler stream (``Scheduler.open_stream(offline=True)``): no
    deadline, only ticks that no live stream needs, so a long job never delays real-time audio. At
    most ``units_in_flight`` units are queued in the scheduler at a time (its inbox is bounded, and
@@ -192,15 +192,18 @@ class PlannedUnit:
     units of a text add up to ``len(text)``."""
 
 
-def plan_units(text: str, config: SegmenterConfig | None = None) -> list[PlannedUnit]:
-    """Segment and normalise ``text``. Units with nothing to pronounce after normalising keep
-    their characters (so the total stays ``len(text)``) but empty text; they are never sent to
-    the engine."""
+def plan_units(text: str, config: SegmenterConfig | None = None,
+               language: str | None = None) -> list[PlannedUnit]:
+    """Segment and normalise ``text`` as ``language`` speaks it (None: the voice's own, English
+    for every voice today; only English has its digits rewritten as words). Units with nothing
+    to pronounce after normalising keep their characters (so the total stays ``len(text)``) but
+    empty text; they are never sent to the engine."""
+    lang = language or "en"
     pieces = split_units(text, config)
     counts = [len(piece) for piece in pieces]
     if counts:
         counts[-1] += len(text) - sum(counts)  # whitespace between units
-    return [PlannedUnit(_speakable(normalize(piece)), count)
+    return [PlannedUnit(_speakable(normalize(piece, lang)), count)
             for piece, count in zip(pieces, counts, strict=True)]
 
 
@@ -321,7 +324,8 @@ class SynthesisService:
 
     async def _run(self, context: JobContext, tenant: TenantId, request: SynthesisRequest,
                    voice: ResolvedVoice, stamper: stamp.Stamper) -> Mapping[str, Any]:
-        units = await context.run_blocking(plan_units, request.text, self._segmenter)
+        units = await context.run_blocking(plan_units, request.text, self._segmenter,
+                                           request.language)
         scheduler = voice.scheduler
         await wait_until_ready(scheduler, self.config.engine_wait_s)
         rate = scheduler.engine.sample_rate_hz
