@@ -1,6 +1,7 @@
 """``language`` on a voice that speaks several: a Kokoro stock style over the native protocol. The
 languages Kokoro lists are accepted (and reach the context), one it does not list is refused
-before the context starts, naming those it does speak. One short sentence: Kokoro costs about
+before the context starts, naming those it does speak; Japanese (``ja``, its own front end) is
+spoken with word alignment while Piper ``joe`` refuses it. One server for all: Kokoro costs about
 ten times Piper's CPU."""
 
 from __future__ import annotations
@@ -58,3 +59,36 @@ async def test_kokoro_speaks_a_listed_language_and_refuses_another(
         while done["type"] != "context_done":
             done = await next_json(ws)
         assert done["reason"] == "completed" and done["samples"] > 0
+
+
+@pytest.mark.slow
+async def test_kokoro_speaks_japanese_and_joe_refuses_it(server: RunningServer) -> None:
+    headers = {"Authorization": f"Bearer {server.key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.ws_url}/v1/stream?voice=kokoro:jf_alpha",
+                                   headers=headers) as ws:
+            assert (await next_json(ws))["type"] == "ready"
+            await ws.send_json({"type": "text", "context_id": "ja", "text": "今日は良い天気です。",
+                                "language": "JA"})
+            await ws.send_json({"type": "close_context", "context_id": "ja"})
+            started = await next_json(ws)
+            assert (started["type"], started["language"]) == ("context_started", "ja")
+            words: list[str] = []
+            message = started
+            while message["type"] != "context_done":
+                message = await next_json(ws)
+                if message["type"] == "alignment":
+                    words += [w["word"] for w in message["words"]]
+            assert message["reason"] == "completed"
+            assert message["samples"] > 24000  # over a second of speech
+            assert words == ["今日", "は", "良い", "天気", "です"]
+
+        async with http.ws_connect(f"{server.ws_url}/v1/stream?voice=piper:joe",
+                                   headers=headers) as ws:
+            assert (await next_json(ws))["type"] == "ready"
+            await ws.send_json({"type": "text", "context_id": "ja", "text": "こんにちは。",
+                                "language": "ja"})
+            refusal = await next_json(ws)
+            assert (refusal["type"], refusal["code"], refusal["context_id"]) == (
+                "error", "unsupported_language", "ja")
+            assert "'ja'" in refusal["message"] and "en" in refusal["message"]

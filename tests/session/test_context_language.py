@@ -6,29 +6,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
-from inference.scheduler import Scheduler, SchedulerConfig
 from session.context import ContextEvent, ContextFinished, ContextWords
 from session.segment import SegmenterConfig
 from session.session import Session, SessionConfig, SessionDefaults
 from session.voices import VoiceCatalog
-from tests.inference.fake_engine import FakeEngine
-
-
-@pytest.fixture
-def catalog() -> Iterator[VoiceCatalog]:
-    scheduler = Scheduler(FakeEngine(prefill_cost_s=0, decode_cost_s=0),
-                          SchedulerConfig(max_lead_s=100, max_streams=3,
-                                          admission_utilization=None))
-    scheduler.start()
-    assert scheduler.ready.wait(5)
-    catalog = VoiceCatalog()
-    catalog.add_engine(scheduler)
-    yield catalog
-    scheduler.stop()
 
 
 async def spoken(catalog: VoiceCatalog, text: str, language: str | None) -> list[str]:

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from inference.scheduler import Scheduler, SchedulerConfig
 from session.context import (
     ContextAudio,
     ContextError,
@@ -29,20 +28,6 @@ from session.output import OutputBuffer
 from session.segment import SegmenterConfig
 from session.session import Session, SessionConfig, SessionDefaults
 from session.voices import VoiceCatalog
-from tests.inference.fake_engine import FakeEngine
-
-
-@pytest.fixture
-def catalog():
-    scheduler = Scheduler(FakeEngine(prefill_cost_s=0, decode_cost_s=0),
-                          SchedulerConfig(max_lead_s=100, max_streams=3,
-                                          admission_utilization=None))
-    scheduler.start()
-    assert scheduler.ready.wait(5)
-    catalog = VoiceCatalog()
-    catalog.add_engine(scheduler)
-    yield catalog
-    scheduler.stop()
 
 
 def make_session(catalog: VoiceCatalog, **config) -> tuple[Session, list[ContextEvent]]:
