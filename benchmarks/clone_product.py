@@ -27,7 +27,8 @@ target:
    and counted (``busy_refusals``);
 4. similarity (resemblyzer cosine of the joined held-out audio to the reference) of clone, target
    itself and best stock voice; intelligibility (pocketsphinx word overlap per sentence,
-   averaged) of clone, base and best stock; conversion CPU share = process CPU time of the
+   averaged) of clone, base and best stock, on the held-out sentences and on clone_eval's
+   EVERYDAY sentences (said after the timed ones); conversion CPU share = process CPU time of the
    profile's own conversion stage (its ``engine_params`` read from MongoDB, decoded by
    ``session.voices.conversion_of``, run by ``StreamingConverter`` over the base voice's held-out
    audio in 4096-sample chunks, one converter per sentence as the product runs one per unit)
@@ -74,7 +75,7 @@ import soxr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import clone_voices as cv
-from benchmarks.clone_eval import CHUNK, HELD_OUT, REFERENCE, Cache, joined, target_voices
+from benchmarks.clone_eval import CHUNK, EVERYDAY, HELD_OUT, REFERENCE, Cache, joined, target_voices
 from benchmarks.local_server import ROOT, free_port, start_server
 from inference.asr import recognize, word_overlap
 from inference.conversion import StreamingConverter, blend_base_speed
@@ -333,6 +334,10 @@ class TargetResult:
     clone_intelligibility: float
     base_intelligibility: float
     best_stock_intelligibility: float
+    clone_everyday_words: float
+    """Word overlap on clone_eval's EVERYDAY sentences (the clone, its base, the best stock)."""
+    base_everyday_words: float
+    best_stock_everyday_words: float
     clone_job_s: float
     ttfa_p50_ms: float | None
     ttfa_p95_ms: float | None
@@ -388,6 +393,8 @@ def evaluate(target: str, server: Server, cache: Cache, encoder: SpeakerEncoder,
         stock[voice] = similarity(stock_held[voice])
     best = max(stock, key=lambda v: stock[v])
     clone_sim = similarity(cloned)
+    everyday = {voice: speak(server, voice, EVERYDAY) for voice in dict.fromkeys(
+        [voice_id, base, best])}
     return TargetResult(
         target=target, voice_id=voice_id, base=base, own_similarity=own,
         clone_similarity=clone_sim, base_similarity=similarity(base_spoken), best_stock=best,
@@ -396,6 +403,9 @@ def evaluate(target: str, server: Server, cache: Cache, encoder: SpeakerEncoder,
         base_intelligibility=intelligibility(held_out, base_spoken.clips, base_spoken.rate),
         best_stock_intelligibility=intelligibility(held_out, stock_held[best].clips,
                                                    stock_held[best].rate),
+        clone_everyday_words=intelligibility(EVERYDAY, everyday[voice_id].clips, WS_RATE),
+        base_everyday_words=intelligibility(EVERYDAY, everyday[base].clips, WS_RATE),
+        best_stock_everyday_words=intelligibility(EVERYDAY, everyday[best].clips, WS_RATE),
         clone_job_s=job_s, ttfa_p50_ms=percentile(cloned.ttfa_ms, 50),
         ttfa_p95_ms=percentile(cloned.ttfa_ms, 95), ttfa_ms=[round(t, 1) for t in cloned.ttfa_ms],
         base_ttfa_p50_ms=percentile(base_spoken.ttfa_ms, 50), conversion_cpu_s=convert_s,
@@ -429,8 +439,8 @@ def loadtest(server: Server, voice_id: str, duration_s: float) -> dict[str, Any]
 
 def table(results: list[TargetResult]) -> str:
     lines = [("| target | base | own | clone | best stock | +margin | words clone/base/stock |"
-              " clone job s | TTFA p50/p95 ms | conv CPU |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+              " everyday words | clone job s | TTFA p50/p95 ms | conv CPU |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         p50 = "-" if r.ttfa_p50_ms is None else f"{r.ttfa_p50_ms:.0f}"
         p95 = "-" if r.ttfa_p95_ms is None else f"{r.ttfa_p95_ms:.0f}"
@@ -440,7 +450,9 @@ def table(results: list[TargetResult]) -> str:
             f"| {r.target} | {r.base} | {r.own_similarity:.3f} | {r.clone_similarity:.3f} | "
             f"{r.best_stock_similarity:.3f} ({r.best_stock}) | {r.margin:+.3f} | "
             f"{r.clone_intelligibility:.2f}/{r.base_intelligibility:.2f}/"
-            f"{r.best_stock_intelligibility:.2f} | {r.clone_job_s:.1f} | {p50}/{p95} | {conv} |")
+            f"{r.best_stock_intelligibility:.2f} | {r.clone_everyday_words:.2f}/"
+            f"{r.base_everyday_words:.2f}/{r.best_stock_everyday_words:.2f} | "
+            f"{r.clone_job_s:.1f} | {p50}/{p95} | {conv} |")
     return "\n".join(lines)
 
 
@@ -450,6 +462,7 @@ def means(results: list[TargetResult]) -> dict[str, float]:
         "clone_similarity": float(np.mean([r.clone_similarity for r in results])),
         "margin_min": float(min(r.margin for r in results)),
         "clone_intelligibility": float(np.mean([r.clone_intelligibility for r in results])),
+        "clone_everyday_words": float(np.mean([r.clone_everyday_words for r in results])),
         "clone_job_s_max": float(max(r.clone_job_s for r in results)),
         "ttfa_p50_ms": float(np.percentile(ttfa, 50)) if ttfa else float("nan"),
         "ttfa_p95_ms": float(np.percentile(ttfa, 95)) if ttfa else float("nan"),
@@ -534,7 +547,8 @@ def main() -> None:
     summary = means(results)
     print(f"\nmean clone similarity {summary['clone_similarity']:.3f}; smallest margin "
           f"{summary['margin_min']:+.3f}; mean clone intelligibility "
-          f"{summary['clone_intelligibility']:.2f}; longest clone job "
+          f"{summary['clone_intelligibility']:.2f} (everyday sentences "
+          f"{summary['clone_everyday_words']:.2f}); longest clone job "
           f"{summary['clone_job_s_max']:.1f} s; clone TTFA p50 {summary['ttfa_p50_ms']:.0f} ms, "
           f"p95 {summary['ttfa_p95_ms']:.0f} ms; conversion CPU "
           f"{100 * summary['conversion_cpu_share']:.1f} % of synthesis")
