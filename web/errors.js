@@ -14,6 +14,8 @@ const MESSAGES = {
   server_busy: "The server is at capacity right now. Please try again in a few seconds.",
   slow_consumer: "The connection could not keep up with the audio and was closed. Reconnecting on the next utterance.",
   inactivity_timeout: "The connection was closed after a long idle time. It reconnects on the next utterance.",
+  rate_limited: "Too many requests in a short time. Wait a moment (the server says how long) and try again.",
+  body_timeout: "The upload stalled and the server stopped waiting for it. Check the connection and try again.",
   // voices and consent
   consent_required: "Please read and accept the consent statement (and fill in the speaker's name) before cloning.",
   voice_unavailable: "This voice cannot speak now: it is still cloning, its cloning failed, or its consent was revoked.",
