@@ -97,7 +97,8 @@ def test_a_context_refused_for_its_options_finishes_at_once(server: RunningServe
             for context, options in [("fr", {"language": "fr"}), ("who", {"voice": "nobody"}),
                                      ("ok", {})]:
                 await client.send_text(context, "Hello there.", **options)
-                await client.close_context(context)
+                if context == "ok":  # closing a refused context would only add unknown_context
+                    await client.close_context(context)
                 record = await client.wait_done(context, 20.0)
                 outcomes.append((record.refused, [e.code for e in record.errors]))
         return outcomes
