@@ -4,7 +4,6 @@ most), and every streaming invariant of ``session.segment`` still holds."""
 
 from __future__ import annotations
 
-import itertools
 import unicodedata
 
 import pytest
@@ -13,14 +12,9 @@ from hypothesis import strategies as st
 
 from inference.kokoro_ja import phonemize_japanese
 from session.segment import Segmenter, SegmenterConfig, _tokens, first_unit_ready_at, split_units
+from tests.session.test_segment import split_text, stream
 
 REPLY = "はい。今日は良い天気です。明日も晴れるでしょう。"
-
-
-def stream(pieces: list[str], config: SegmenterConfig | None = None) -> list[str]:
-    segmenter = Segmenter(config)
-    units = [unit for piece in pieces for unit in segmenter.push(piece)]
-    return units + segmenter.flush()
 
 
 def wide(text: str) -> int:
@@ -148,15 +142,8 @@ def texts(draw: st.DrawFn) -> str:
 _ANY_TEXT = st.text(alphabet="あ今。、！？」…a. ,\n", max_size=80)
 
 
-@st.composite
-def split_text(draw: st.DrawFn) -> tuple[str, list[str]]:
-    text = draw(texts() | _ANY_TEXT)
-    cuts = sorted(draw(st.sets(st.integers(0, len(text)), max_size=len(text))))
-    return text, [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
-
-
 @settings(max_examples=400, deadline=None)
-@given(split_text(), st.sampled_from(_CONFIGS))
+@given(split_text(texts() | _ANY_TEXT), st.sampled_from(_CONFIGS))
 def test_units_do_not_depend_on_how_japanese_text_was_split(
     case: tuple[str, list[str]], config: SegmenterConfig
 ) -> None:
