@@ -43,6 +43,40 @@ class SynthesisUnit:
     """Engine-specific voice parameters (e.g. a Kokoro style vector); None for stock voices."""
     language: str | None = None
     """Language code for engines that speak several (Kokoro); None: the voice's default."""
+    f0: F0Shift | None = None
+    """A change of the voice's pitch contour at its source, for engines that model one
+    (``ShiftsF0``); the session layer sets it only for them."""
+
+
+@dataclass(frozen=True)
+class F0Shift:
+    """A voice's pitch contour moved toward another speaker's: the log-F0 line that takes the
+    base voice's typical pitch ``pivot_hz`` to ``ratio`` times it and scales the contour's
+    excursions around it by ``spread`` (< 1 flatter, > 1 livelier). Below half the pivot
+    (transitions into and out of voicing) the factor stays at that point's, so dips are moved,
+    not flattened. Unvoiced frames (F0 <= ``UNVOICED_HZ``) are left alone."""
+
+    ratio: float = 1.0
+    spread: float = 1.0
+    pivot_hz: float = 200.0
+
+    UNVOICED_HZ = 10.0
+    """The harmonic source's own voicing threshold (Kokoro's sine generator)."""
+
+    def __post_init__(self) -> None:
+        if not all(np.isfinite(v) and v > 0 for v in (self.ratio, self.spread, self.pivot_hz)):
+            raise ValueError("F0 shift ratio, spread and pivot must be positive numbers")
+
+    @property
+    def identity(self) -> bool:
+        return self.ratio == 1.0 and self.spread == 1.0
+
+    def apply(self, f0: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The shifted contour (any shape, Hz)."""
+        f = np.asarray(f0, dtype=np.float64)
+        floor = np.maximum(f, self.pivot_hz / 2) / self.pivot_hz
+        factor = self.ratio * floor ** (self.spread - 1.0)
+        return np.where(f > self.UNVOICED_HZ, f * factor, f).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -153,6 +187,14 @@ class Engine(Protocol):
 
 class VoiceParams(Protocol):
     def to_bytes(self) -> bytes: ...
+
+
+@runtime_checkable
+class ShiftsF0(Protocol):
+    """An engine whose voices are driven by an explicit pitch contour (Kokoro's harmonic source),
+    so it can honour ``SynthesisUnit.f0``: the pitch moves, the formants and timing stay."""
+
+    def shifts_f0(self) -> bool: ...
 
 
 @runtime_checkable

@@ -50,6 +50,7 @@ from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
     KokoroAssets,
     load_assets,
+    source_phase,
 )
 from inference.kokoro_text import (
     LANGUAGES,
@@ -172,6 +173,11 @@ class KokoroEngine:
     def name(self) -> str:
         return "kokoro"
 
+    def shifts_f0(self) -> bool:
+        """``SynthesisUnit.f0`` moves the predicted pitch contour before the decoder (the harmonic
+        source and the decoder's F0 conditioning both follow it)."""
+        return True
+
     @property
     def sample_rate_hz(self) -> int:
         return SAMPLE_RATE_HZ
@@ -257,6 +263,9 @@ class KokoroEngine:
             "style": style,
             "speed": np.array([unit.speed], dtype=np.float32),
         })
+        if unit.f0 is not None and not unit.f0.identity:
+            f0 = unit.f0.apply(f0)
+            phase = source_phase(f0)
         spans = _word_spans(tokens.words, tokens.owners, np.asarray(durations, np.int64))
         return _Request(asr, f0, n, phase, style, spans)
 

@@ -17,7 +17,9 @@ Why the phase is a cut point: the generator's sine source integrates F0 from the
 (``CumSum``), so a window decoded on its own would start every harmonic at phase zero. Computing
 the running sum once in the frontend and slicing it keeps every window's harmonics on the phase
 one pass gives them. The graph has no random ops (this export dropped the source's noise), so the
-same inputs always give the same audio.
+same inputs always give the same audio. It also makes the pitch contour an input the engine may
+change (``SynthesisUnit.f0``): ``source_phase`` recomputes the running sum for a new ``f0``
+exactly as the graph does.
 
 What the cut cannot make exact: the decoder normalises its activations per utterance (instance
 norm over time inside every AdaIN block, 46 of them), so a window's statistics differ from the
@@ -70,6 +72,8 @@ _CUTS: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]] = {
 }
 
 _F32 = npt.NDArray[np.float32]
+_HARMONICS = 9
+"""The sine source's fundamental and overtones (the ``phase`` tensor's last axis)."""
 
 
 @dataclass(frozen=True)
@@ -144,3 +148,13 @@ def _cut(model_path: Path, folder: Path) -> None:
         graph = extractor.extract_model(list(inputs), list(outputs))
         rename_tensors(graph, {**inputs, **outputs})
         save_atomically(graph, folder / file_name)
+
+
+def source_phase(f0: _F32) -> _F32:
+    """The frontend's ``phase`` tensor [1, 2 * frames, 9] for the pitch contour ``f0`` [1, 2 *
+    frames] (Hz): per harmonic h (1-9) the running sum of ``h * f0 / SAMPLE_RATE_HZ`` modulo 1, the
+    graph's ``CumSum`` in the sine generator. Matches the frontend's own output to float
+    rounding."""
+    harmonics = np.arange(1, _HARMONICS + 1, dtype=np.float64)
+    cycles = (np.asarray(f0, np.float64).reshape(-1, 1) * harmonics / SAMPLE_RATE_HZ) % 1.0
+    return np.cumsum(cycles, axis=0)[None].astype(np.float32)

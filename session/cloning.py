@@ -4,13 +4,17 @@
    GE2E, ``inference.speaker``); the embedding is stored with the profile.
 2. The base voice: of the stock voices allowed as bases (``CloningConfig.base_voices``, those this
    server runs), the one whose own speech embeds closest to the reference. Each stock voice's
-   embedding comes from a 12 s sample it says once (``SAMPLE_TEXT``), kept on disk under
-   ``DATA_DIR/cache/embeddings`` and computed in the background at start-up
-   (``BaseVoices.warm``), so a clone job does not wait for it.
+   embedding and pitch statistics come from a 12 s sample it says once (``SAMPLE_TEXT``), kept
+   on disk under ``DATA_DIR/cache/embeddings`` and computed in the background at start-up
+   (``BaseVoices.warm``), so a clone job does not wait for them.
 3. The conversion stage (``inference.conversion``): the base voice says the reference's
    transcript (the uploader's, per file, or ``inference.asr``'s when none was given), and the
    fit learns the per-envelope-class spectral gains that take the base's timbre to the
-   reference's. The fitted stage is checked: the base's rendering of the transcript, converted,
+   reference's. On an engine that shifts F0 at its source (Kokoro; ``match_pitch``), the base
+   says it with its pitch contour moved to the reference's typical pitch and spread (an
+   ``F0Shift`` from both speakers' ``f0_stats``), and the profile keeps that shift: moving
+   pitch at the source keeps the formants and the timing, and on the benchmark it lifted a
+   female clone's similarity from 0.768 to 0.808 (docs/benchmarks.md). The fitted stage is checked: the base's rendering of the transcript, converted,
    must embed closer to the reference than the base alone, or the profile keeps the plain base.
 4. Result: ``engine_params = {"engine", "voice", "base_similarity", "conversion": [{"weight",
    "params"}], "clone_similarity", "transcript"}``; ``session.voices.profile_voice`` reads it.
@@ -26,7 +30,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,8 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.asr import recognize
-from inference.conversion import ConversionParams, convert, fit
-from inference.engine import ClonesVoices, SynthesisUnit
+from inference.conversion import ConversionParams, convert, f0_stats, fit
+from inference.engine import ClonesVoices, F0Shift, ShiftsF0, SynthesisUnit
 from inference.scheduler import Scheduler, UnitAudio, UnitFailed
 from inference.speaker import SpeakerEncoder, cosine
 from session.errors import UnknownVoice
@@ -55,7 +59,7 @@ SAMPLE_TEXT = (
     "There is, according to legend, a boiling pot of gold at one end."
 )
 """What each stock voice reads to get its speaker embedding (about 12 s of speech)."""
-_EMBEDDING_VERSION = "ge2e-1"
+_EMBEDDING_VERSION = "ge2e-1+yin-1"
 """Part of the stock embeddings' cache key: bump it when the encoder or its input changes."""
 _SENTENCE_GAP_S = 0.2
 
@@ -77,6 +81,13 @@ class CloningConfig:
     """Reference speech used for the fit at most (a longer reference is cut, in whole files)."""
     warm_base_voices: bool = True
     """Embed the stock voices in the background at start-up."""
+    match_pitch: bool = True
+    """On an engine that shifts F0 at its source (Kokoro), move the base voice's pitch contour to
+    the reference speaker's typical pitch and spread."""
+    pitch_ratio_range: tuple[float, float] = (0.6, 1.6)
+    """The pitch move (reference's typical F0 / the base voice's) is clipped to this range."""
+    pitch_spread_range: tuple[float, float] = (0.4, 1.5)
+    """So is the change of the contour's spread (reference's / the base voice's)."""
 
 
 # -- the speaker encoder and the stock voices' embeddings ---------------------------------------
@@ -118,10 +129,20 @@ class BaseVoice:
     """Cosine between the reference's and the stock voice's speaker embeddings."""
 
 
+@dataclass(frozen=True)
+class VoiceSample:
+    """What a stock voice's sample tells about it: its speaker embedding and ``f0_stats``
+    (typical F0 in Hz and the spread of log F0; 0, 0 when its sample had no voiced speech)."""
+
+    embedding: _F32
+    f0_hz: float
+    f0_spread: float
+
+
 class BaseVoices:
-    """Speaker embeddings of the catalog's stock voices, each computed once (a sample synthesised
-    on an offline stream, then embedded; kept in ``cache_dir`` when given), and the closest one
-    to a reference."""
+    """Speaker embeddings and pitch statistics of the catalog's stock voices, each computed once (a
+    sample synthesised on an offline stream, then measured; kept in ``cache_dir`` when given),
+    and the closest one to a reference."""
 
     def __init__(self, catalog: VoiceCatalog, runner: JobRunner, encoder: SharedEncoder, *,
                  sample_text: str = SAMPLE_TEXT, engine_wait_s: float = 120.0,
@@ -132,7 +153,7 @@ class BaseVoices:
         self._sample_text = sample_text
         self._engine_wait_s = engine_wait_s
         self._cache_dir = cache_dir
-        self._embeddings: dict[str, _F32] = {}
+        self._samples: dict[str, VoiceSample] = {}
         self._lock = asyncio.Lock()
 
     async def closest(self, embedding: _F32, among: Sequence[str] | None = None) -> BaseVoice:
@@ -160,41 +181,47 @@ class BaseVoices:
                 log.exception("could not embed stock voice %s", voice_id)
 
     async def embedding(self, voice_id: str) -> _F32:
+        return (await self.sample(voice_id)).embedding
+
+    async def sample(self, voice_id: str) -> VoiceSample:
         async with self._lock:  # one synthesis per voice, even under concurrent clone jobs
-            cached = self._embeddings.get(voice_id)
+            cached = self._samples.get(voice_id)
             if cached is None:
                 cached = await self._runner.run_blocking(self._load, voice_id)
             if cached is None:
                 cached = await self._compute(voice_id)
                 await self._runner.run_blocking(self._save, voice_id, cached)
-            self._embeddings[voice_id] = cached
+            self._samples[voice_id] = cached
             return cached
 
     def _path(self, voice_id: str) -> Path | None:
         if self._cache_dir is None:
             return None
         key = hashlib.sha256(f"{_EMBEDDING_VERSION}\n{voice_id}\n{self._sample_text}".encode())
-        return self._cache_dir / f"{voice_id.replace(':', '-')}-{key.hexdigest()[:16]}.npy"
+        return self._cache_dir / f"{voice_id.replace(':', '-')}-{key.hexdigest()[:16]}.npz"
 
-    def _load(self, voice_id: str) -> _F32 | None:
+    def _load(self, voice_id: str) -> VoiceSample | None:
         path = self._path(voice_id)
         if path is None or not path.is_file():
             return None
         try:
-            return np.asarray(np.load(path), dtype=np.float32)
-        except (OSError, ValueError):
+            with np.load(path) as npz:
+                return VoiceSample(np.asarray(npz["embedding"], dtype=np.float32),
+                                   float(npz["f0_hz"]), float(npz["f0_spread"]))
+        except (OSError, ValueError, KeyError):
             return None
 
-    def _save(self, voice_id: str, embedding: _F32) -> None:
+    def _save(self, voice_id: str, sample: VoiceSample) -> None:
         path = self._path(voice_id)
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp.npy")
-        np.save(temporary, embedding)
+        temporary = path.with_suffix(".tmp.npz")
+        np.savez(temporary, embedding=sample.embedding, f0_hz=sample.f0_hz,
+                 f0_spread=sample.f0_spread)
         temporary.replace(path)
 
-    async def _compute(self, voice_id: str) -> _F32:
+    async def _compute(self, voice_id: str) -> VoiceSample:
         voice = self._catalog.resolve(voice_id)
         audio = await speak_offline(voice.scheduler, voice.engine_voice, self._sample_text,
                                     self._engine_wait_s)
@@ -202,15 +229,25 @@ class BaseVoices:
             raise VoiceUnavailable(f"the stock voice {voice_id} produced no audio")
         encoder = await self._encoder.get()
         rate = voice.scheduler.engine.sample_rate_hz
-        return await self._runner.run_blocking(encoder.embed, audio, rate)
+
+        def measure() -> VoiceSample:
+            try:
+                f0_hz, spread = f0_stats(audio, rate)
+            except ValueError:  # no voiced speech: the voice cannot be given another's pitch
+                f0_hz, spread = 0.0, 0.0
+            return VoiceSample(encoder.embed(audio, rate), f0_hz, spread)
+
+        return await self._runner.run_blocking(measure)
 
 
 async def speak_offline(scheduler: Scheduler, engine_voice: str, text: str, engine_wait_s: float,
-                        on_unit: Callable[[int, int], Awaitable[None]] | None = None) -> _F32:
-    """``text`` said by a stock voice on an offline stream, units joined by short pauses.
-    ``on_unit(done, total)`` is awaited as each unit completes."""
+                        on_unit: Callable[[int, int], Awaitable[None]] | None = None,
+                        f0: F0Shift | None = None) -> _F32:
+    """``text`` said by a stock voice (with its pitch contour moved by ``f0``) on an offline
+    stream, units joined by short pauses. ``on_unit(done, total)`` is awaited as each unit
+    completes."""
     await wait_until_ready(scheduler, engine_wait_s)
-    units = [SynthesisUnit(normalize(u), engine_voice) for u in split_units(text)]
+    units = [SynthesisUnit(normalize(u), engine_voice, f0=f0) for u in split_units(text)]
     units = [u for u in units if u.text.strip()]
     parts: list[list[_F32]] = [[] for _ in units]
     done = 0
@@ -304,14 +341,21 @@ class Cloner:
         async def on_unit(done: int, total: int) -> None:
             await context.progress(0.3 + 0.5 * done / max(total, 1))
 
+        shift = None
+        engine = scheduler.engine
+        if self.config.match_pitch and isinstance(engine, ShiftsF0) and engine.shifts_f0():
+            shift = await self._pitch_shift(context, base, audio, reference.sample_rate_hz)
         said = await speak_offline(scheduler, base.voice, transcript, self._engine_wait_s,
-                                   on_unit)
-        base_rate = scheduler.engine.sample_rate_hz
+                                   on_unit, f0=shift)
+        base_rate = engine.sample_rate_hz
         encoder = await self._encoder.get()
 
         def fit_and_check() -> tuple[ConversionParams, float, float]:
             params, _ = fit(audio, reference.sample_rate_hz, transcript, _no_synthesis,
                             base_audio=(said, base_rate))
+            if shift is not None:
+                params = replace(params, f0_ratio=shift.ratio, f0_spread=shift.spread,
+                                 f0_pivot_hz=shift.pivot_hz)
             plain = cosine(encoder.embed(said, base_rate), embedding)
             converted = cosine(encoder.embed(convert(params, said), base_rate), embedding)
             return params, plain, converted
@@ -324,12 +368,31 @@ class Cloner:
         outcome: dict[str, Any] = {"clone_similarity": round(converted, 4),
                                    "base_fit_similarity": round(plain, 4),
                                    "transcript_words": len(transcript.split())}
+        if shift is not None:
+            outcome["pitch_shift"] = {"ratio": round(shift.ratio, 4),
+                                      "spread": round(shift.spread, 4)}
         if converted <= plain:
             outcome["skipped"] = (f"the fitted conversion did not move the voice closer "
                                   f"({converted:.3f} against {plain:.3f} without it)")
             return outcome
         outcome["conversion"] = encode_conversion(((params, 1.0),))
         return outcome
+
+    async def _pitch_shift(self, context: JobContext, base: BaseVoice, speech: _F32,
+                           rate: int) -> F0Shift | None:
+        """The pitch contour change that takes the base voice to the reference speaker's typical
+        pitch and spread (clipped to the configured ranges); None when either has too little
+        voiced speech to measure."""
+        sample = await self._base_voices.sample(base.voice_id)
+        if sample.f0_hz <= 0 or sample.f0_spread <= 0:
+            return None
+        try:
+            f0_hz, spread = await context.run_blocking(f0_stats, speech, rate)
+        except ValueError:
+            return None
+        ratio = float(np.clip(f0_hz / sample.f0_hz, *self.config.pitch_ratio_range))
+        spread_ratio = float(np.clip(spread / sample.f0_spread, *self.config.pitch_spread_range))
+        return F0Shift(ratio, spread_ratio, sample.f0_hz)
 
     async def _transcribed(self, context: JobContext,
                            reference: Reference) -> list[tuple[_F32, str]]:

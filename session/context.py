@@ -28,7 +28,7 @@ from session.errors import ContextClosed, SynthesisFailed, TextTooLong, TimbreEr
 from session.normalize import normalize
 from session.segment import Segmenter, SegmenterConfig
 from session.voices import ResolvedVoice
-from session.voicing import UnitStage, engine_speed, needs_stage
+from session.voicing import UnitStage, engine_f0, engine_speed, needs_stage
 from session.watermark.stamp import StreamMark
 
 
@@ -132,6 +132,7 @@ class Context:
         self._stage: UnitStage | None = None
         """The current unit's conversion/pitch stage (units arrive one after another)."""
         self._engine_speed = engine_speed(settings.speed, settings.pitch, voice.conversion)
+        self._engine_f0 = engine_f0(voice.conversion, voice.scheduler.engine)
         self._unit_offsets: dict[int, int] = {}
         self._unit_chars: list[int] = []
         self.spoken_characters = 0
@@ -206,7 +207,7 @@ class Context:
             self.scheduler.submit(
                 self.stream_id,
                 SynthesisUnit(spoken, self.settings.voice.engine_voice, self._engine_speed,
-                              language=self.settings.language),
+                              language=self.settings.language, f0=self._engine_f0),
             )
             self._unit_chars.append(len(text))
 

@@ -63,7 +63,14 @@ from session.segment import SegmenterConfig, split_units
 from session.store.jobs import Job, JobError, JobKind, JobStatus, JobStore
 from session.tenancy import TenantDirectory
 from session.voices import ResolvedVoice
-from session.voicing import MAX_PITCH, MIN_PITCH, UnitStage, engine_speed, needs_stage
+from session.voicing import (
+    MAX_PITCH,
+    MIN_PITCH,
+    UnitStage,
+    engine_f0,
+    engine_speed,
+    needs_stage,
+)
 from session.watermark import stamp
 
 log = logging.getLogger(__name__)
@@ -363,8 +370,9 @@ class SynthesisService:
         spoken = [i for i, unit in enumerate(units) if unit.text]
         progress.skipped = progress.units_done = len(units) - len(spoken)
         speed = engine_speed(request.speed, request.pitch, voice.conversion)
+        f0 = engine_f0(voice.conversion, voice.scheduler.engine)
         requests = [SynthesisUnit(units[i].text, voice.engine_voice, speed,
-                                  language=request.language) for i in spoken]
+                                  language=request.language, f0=f0) for i in spoken]
         rate = voice.scheduler.engine.sample_rate_hz
 
         def voiced(chunk: FloatAudio) -> FloatAudio:

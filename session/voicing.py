@@ -10,15 +10,20 @@ to the unshifted voice (0.62 when the formants were left shifted). The stage hol
 75 ms (the filter's look-ahead) and is flushed at the end of each unit, so nothing waits for the
 next unit's text; a unit starts and ends in the engine's own silence, so restarting the filter
 there leaves no seam. A voice with no conversion and pitch 0 gets no stage at all.
+
+A profile fitted on an engine that shifts F0 at its source (Kokoro) also asks that engine for
+its pitch contour change (``engine_f0``): the cloned speaker's pitch is made by the model, before
+the stage, so it costs nothing and keeps the formants.
 """
 
 from __future__ import annotations
 
-from inference.conversion import Blend, StreamingConverter, blend_base_speed
-from inference.engine import FloatAudio
+from inference.conversion import Blend, StreamingConverter, blend_base_speed, blend_f0_shift
+from inference.engine import F0Shift, FloatAudio, ShiftsF0
 from session.pitch import MAX_PITCH, MIN_PITCH, pitch_ratio
 
-__all__ = ["MAX_PITCH", "MIN_PITCH", "UnitStage", "engine_speed", "needs_stage", "pitch_ratio"]
+__all__ = ["MAX_PITCH", "MIN_PITCH", "UnitStage", "engine_f0", "engine_speed", "needs_stage",
+           "pitch_ratio"]
 
 
 def engine_speed(speed: float, pitch: float, conversion: Blend) -> float:
@@ -26,6 +31,14 @@ def engine_speed(speed: float, pitch: float, conversion: Blend) -> float:
     ``speed``: the conversion's base speed (the cloned speaker's rate), slowed by the pitch
     ratio the resampler will take back."""
     return speed * blend_base_speed(conversion) / pitch_ratio(pitch)
+
+
+def engine_f0(conversion: Blend, engine: object) -> F0Shift | None:
+    """The pitch contour change to ask ``engine`` for: the conversion's, on an engine that shifts
+    F0 at its source; None otherwise."""
+    if not conversion or not (isinstance(engine, ShiftsF0) and engine.shifts_f0()):
+        return None
+    return blend_f0_shift(conversion)
 
 
 def needs_stage(conversion: Blend, pitch: float) -> bool:

@@ -43,6 +43,7 @@ import soxr
 from inference.conversion import dsp
 from inference.conversion.align import dtw_path
 from inference.conversion.resample import resample_once
+from inference.engine import F0Shift
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -73,12 +74,25 @@ class ConversionParams:
     smoothing_frames: int = 9
     strength: float = 1.0
     """Scales the offsets: 0 leaves timbre alone, 1 applies the fitted mapping."""
+    f0_ratio: float = 1.0
+    """The pitch contour change the base voice was asked for when it said the transcript, and is
+    asked for whenever the profile speaks (``F0Shift``; only on engines that shift F0 at their
+    source). Ratio 1, spread 1 and pivot 0: none."""
+    f0_spread: float = 1.0
+    f0_pivot_hz: float = 0.0
+
+    def f0_shift(self) -> F0Shift | None:
+        """The pitch contour change the base voice speaks with, or None."""
+        if self.f0_pivot_hz <= 0:
+            return None
+        return F0Shift(self.f0_ratio, self.f0_spread, self.f0_pivot_hz)
 
     def to_bytes(self) -> bytes:
         header = {"version": FORMAT_VERSION, "sample_rate_hz": self.sample_rate_hz,
                   "pitch_ratio": self.pitch_ratio, "base_speed": self.base_speed,
                   "smoothing_frames": self.smoothing_frames, "strength": self.strength,
-                  "warp": self.warp}
+                  "warp": self.warp, "f0_ratio": self.f0_ratio, "f0_spread": self.f0_spread,
+                  "f0_pivot_hz": self.f0_pivot_hz}
         buf = io.BytesIO()
         np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
                             centres=self.centres, inv_var=self.inv_var,
@@ -101,7 +115,10 @@ class ConversionParams:
         return cls(sample_rate_hz=int(header["sample_rate_hz"]),
                    pitch_ratio=float(header["pitch_ratio"]), base_speed=float(header["base_speed"]),
                    smoothing_frames=int(header["smoothing_frames"]), warp=float(header["warp"]),
-                   strength=float(header["strength"]), **arrays)
+                   strength=float(header["strength"]),
+                   f0_ratio=float(header.get("f0_ratio", 1.0)),
+                   f0_spread=float(header.get("f0_spread", 1.0)),
+                   f0_pivot_hz=float(header.get("f0_pivot_hz", 0.0)), **arrays)
 
     def posteriors(self, ceps: F64) -> F64:
         """Soft class memberships (frames x classes) of cepstra rows."""
@@ -187,11 +204,25 @@ def say(synthesize: Synthesize, transcript: str, gap_s: float = 0.2) -> tuple[F3
 
 
 def mean_f0(audio: F32, rate: int) -> float:
-    """Geometric mean F0 (Hz, 60-400) of clearly voiced frames, by YIN (de Cheveigne & Kawahara
-    2002) at 16 kHz: 25 ms windows every 10 ms, the cumulative-mean-normalised difference, the
-    first dip under 0.15 (refined to its local minimum) in frames within 30 dB of the loudest.
-    The median of log F0 guards against the odd octave error. Raises ``ValueError`` when fewer
-    than 10 frames are voiced."""
+    """Geometric mean F0 (Hz, 60-400) of clearly voiced frames (``voiced_log_f0``); the median
+    of log F0 guards against the odd octave error. Raises ``ValueError`` when fewer than 10 frames
+    are voiced."""
+    return float(np.exp(np.median(voiced_log_f0(audio, rate))))
+
+
+def f0_stats(audio: F32, rate: int) -> tuple[float, float]:
+    """(typical F0 in Hz, spread) of a speaker's clearly voiced frames: the median of log F0 and
+    half the distance between its 16th and 84th percentiles (a standard deviation that an octave
+    error or two cannot move). Raises ``ValueError`` when fewer than 10 frames are voiced."""
+    low, mid, high = np.percentile(voiced_log_f0(audio, rate), [16, 50, 84])
+    return float(np.exp(mid)), float((high - low) / 2)
+
+
+def voiced_log_f0(audio: F32, rate: int) -> F64:
+    """Natural log F0 (Hz, 60-400) of each clearly voiced frame, by YIN (de Cheveigne &
+    Kawahara 2002) at 16 kHz: 25 ms windows every 10 ms, the cumulative-mean-normalised
+    difference, the first dip under 0.15 (refined to its local minimum) in frames within 30 dB
+    of the loudest. Raises ``ValueError`` when fewer than 10 frames are voiced."""
     wav = soxr.resample(audio, rate, 16000).astype(np.float64) if rate != 16000 else audio.astype(
         np.float64)
     size, hop = 400, 160
@@ -225,7 +256,8 @@ def mean_f0(audio: F32, rate: int) -> float:
         lags.append(tau)
     if len(lags) < 10:
         raise ValueError("no voiced speech found")
-    return float(np.exp(np.median(np.log(16000.0 / np.asarray(lags, dtype=np.float64)))))
+    out: F64 = np.log(16000.0 / np.asarray(lags, dtype=np.float64))
+    return out
 
 
 _WARPS = np.exp(np.linspace(np.log(0.8), np.log(1.25), 13))

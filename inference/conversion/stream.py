@@ -20,6 +20,7 @@ rounding.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ import numpy.typing as npt
 from inference.conversion import dsp
 from inference.conversion.model import ConversionParams
 from inference.conversion.resample import StreamResampler
+from inference.engine import F0Shift
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -191,6 +193,21 @@ def blend_base_speed(parts: Blend) -> float:
     """The speed the base voice is asked for: the parts' weighted mean, the weights' remainder
     to 1 at speed 1 (1.0 for no parts)."""
     return float(1.0 + sum(w * (p.base_speed - 1.0) for p, w in parts))
+
+
+def blend_f0_shift(parts: Blend) -> F0Shift | None:
+    """The pitch contour change a blend asks its engine for: the weighted geometric mean of the
+    parts' ratios and pivots and the weighted mean of their spreads, the weights' remainder to 1
+    (and parts without one) unchanged. None when no part has one."""
+    shifted = [(p.f0_shift(), w) for p, w in parts]
+    with_shift = [(shift, w) for shift, w in shifted if shift is not None]
+    if not with_shift:
+        return None
+    weight = sum(w for _, w in with_shift)
+    pivot = math.exp(sum(w * math.log(shift.pivot_hz) for shift, w in with_shift) / weight)
+    return F0Shift(ratio=math.exp(sum(w * math.log(shift.ratio) for shift, w in with_shift)),
+                   spread=1.0 + sum(w * (shift.spread - 1.0) for shift, w in with_shift),
+                   pivot_hz=pivot)
 
 
 def convert(params: ConversionParams, audio: F32) -> F32:

@@ -9,14 +9,25 @@ and timing, like a base voice and a reference saying one transcript.
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from inference.conversion import ConversionParams, StreamingConverter, convert, dsp, fit
+from inference.conversion import (
+    ConversionParams,
+    StreamingConverter,
+    blend_f0_shift,
+    convert,
+    dsp,
+    fit,
+)
 from inference.conversion.align import dtw_path
 from inference.conversion.model import mean_f0
 from inference.conversion.resample import StreamResampler, resample_once
+from inference.engine import F0Shift
 
 RATE = 16000
 F32 = npt.NDArray[np.float32]
@@ -198,3 +209,51 @@ def test_rank_bases_prefers_the_same_speaker(pair: tuple[F32, F32]) -> None:
     ranking = rank_bases(target, RATE, candidates, "One probe sentence.", SpeakerEncoder())
     assert [name for name, _ in ranking] == ["like-target", "like-base"]
     assert ranking[0][1] > ranking[1][1]
+
+
+def test_a_pitch_shift_survives_serialisation_and_old_blobs_have_none(
+        fitted: ConversionParams) -> None:
+    from dataclasses import replace
+
+    assert fitted.f0_shift() is None
+    assert ConversionParams.from_bytes(fitted.to_bytes()).f0_shift() is None
+    shifted = replace(fitted, f0_ratio=0.8, f0_spread=0.6, f0_pivot_hz=230.0)
+    assert ConversionParams.from_bytes(shifted.to_bytes()).f0_shift() == F0Shift(0.8, 0.6, 230.0)
+    # a blob written before pitch shifts existed (no f0 fields in its header) reads as none
+    with np.load(io.BytesIO(fitted.to_bytes())) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    for key in ("f0_ratio", "f0_spread", "f0_pivot_hz"):
+        del header[key]
+    old = io.BytesIO()
+    np.savez(old, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    assert ConversionParams.from_bytes(old.getvalue()).f0_shift() is None
+
+
+def test_f0_shift_moves_voiced_frames_around_the_pivot() -> None:
+    shift = F0Shift(ratio=0.8, spread=0.5, pivot_hz=200.0)
+    f0 = np.array([0.0, 5.0, 60.0, 100.0, 200.0, 400.0], dtype=np.float32)
+    out = shift.apply(f0)
+    assert out[0] == 0.0 and out[1] == 5.0  # unvoiced frames are left alone
+    assert out[4] == pytest.approx(160.0)  # the pivot moves by the ratio
+    assert out[5] == pytest.approx(0.8 * 200.0 * 2.0 ** 0.5, rel=1e-5)  # an octave up: half one
+    # under half the pivot the factor stays at that point's: dips move, they are not flattened
+    assert out[2] / 60.0 == pytest.approx(out[3] / 100.0, rel=1e-5)
+    assert np.array_equal(F0Shift().apply(f0), f0)
+    with pytest.raises(ValueError):
+        F0Shift(ratio=0.0)
+
+
+def test_a_blend_shifts_pitch_by_its_parts_weights(fitted: ConversionParams) -> None:
+    from dataclasses import replace
+
+    low = replace(fitted, f0_ratio=0.5, f0_spread=0.5, f0_pivot_hz=200.0)
+    high = replace(fitted, f0_ratio=2.0, f0_spread=1.5, f0_pivot_hz=50.0)
+    assert blend_f0_shift([(fitted, 1.0)]) is None
+    even = blend_f0_shift([(low, 0.5), (high, 0.5)])
+    assert even is not None
+    assert (even.ratio, even.spread, even.pivot_hz) == pytest.approx((1.0, 1.0, 100.0))
+    # a part without a shift (a stock voice's share) counts as no change
+    half = blend_f0_shift([(low, 0.5), (fitted, 0.5)])
+    assert half is not None and half.ratio == pytest.approx(0.5 ** 0.5)
+    assert half.spread == pytest.approx(0.75) and half.pivot_hz == pytest.approx(200.0)

@@ -18,19 +18,29 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from inference.conversion import f0_stats
 from inference.engine import (
     DecodeItem,
     EnginePlan,
+    F0Shift,
     PrefillItem,
     RequestFailure,
     RequestId,
+    ShiftsF0,
     SynthesisUnit,
     WordTiming,
 )
 from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine
-from inference.kokoro_graph import SAMPLES_PER_FRAME, KokoroAssets, _assemble, load_assets
+from inference.kokoro_graph import (
+    SAMPLES_PER_FRAME,
+    KokoroAssets,
+    _assemble,
+    load_assets,
+    source_phase,
+)
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
+from inference.onnx_graphs import cpu_session
 from inference.voice_registry import VoiceRegistry
 from tests.asr import recognize, word_overlap
 
@@ -278,3 +288,39 @@ def test_intelligible_through_the_scheduler(engine: KokoroEngine) -> None:
         scheduler.stop()
     heard = recognize(np.concatenate(chunks), engine.sample_rate_hz)
     assert word_overlap(text, heard) >= 0.5, heard
+
+
+def test_source_phase_recomputes_the_frontends_own_phase(engine: KokoroEngine,
+                                                         assets: KokoroAssets) -> None:
+    """The pitch contour can be changed before the decoder because its running phase can be
+    rebuilt from it exactly as the graph builds it."""
+    frontend = cpu_session(assets.frontend_path, 1, False)
+    tokens = tokenize(SENTENCE, None, assets.vocab)
+    _, f0, _, phase, _ = frontend.run(None, {
+        "tokens": np.array([[0, *tokens.ids, 0]], dtype=np.int64),
+        "style": engine.stock_voice(MEAN_VOICE).style_for(len(tokens.ids)),
+        "speed": np.array([1.0], dtype=np.float32)})
+    assert phase.shape == (1, f0.shape[1], 9)
+    assert np.abs(source_phase(f0) - phase).max() < 1e-4
+
+
+def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
+        engine: KokoroEngine) -> None:
+    assert isinstance(engine, ShiftsF0) and engine.shifts_f0()
+    plain = engine.synthesize_one_pass(SynthesisUnit(SENTENCE, "jf_nezumi"))
+    same = engine.synthesize_one_pass(SynthesisUnit(SENTENCE, "jf_nezumi", f0=F0Shift()))
+    assert np.array_equal(plain, same)
+    f0_plain, spread_plain = f0_stats(plain, engine.sample_rate_hz)
+    unit = SynthesisUnit(SENTENCE, "jf_nezumi", f0=F0Shift(0.8, 1.0, f0_plain))
+    lower, _, words = stream(engine, unit)
+    f0_lower, _ = f0_stats(lower, engine.sample_rate_hz)
+    assert len(lower) == len(plain)  # the timing is the model's, untouched
+    assert [w.word for w in words][:3] == ["The", "quick", "brown"]
+    assert 0.75 < f0_lower / f0_plain < 0.85, (f0_lower, f0_plain)
+    assert word_overlap(SENTENCE, recognize(lower, engine.sample_rate_hz)) >= word_overlap(
+        SENTENCE, recognize(plain, engine.sample_rate_hz)) - 0.2
+    flat = engine.synthesize_one_pass(SynthesisUnit(SENTENCE, "jf_nezumi",
+                                                    f0=F0Shift(1.0, 0.5, f0_plain)))
+    f0_flat, spread_flat = f0_stats(flat, engine.sample_rate_hz)
+    assert spread_flat < 0.75 * spread_plain, (spread_flat, spread_plain)
+    assert 0.9 < f0_flat / f0_plain < 1.1

@@ -19,7 +19,7 @@ from inference.piper import PiperEngine
 from inference.scheduler import Scheduler
 from inference.speaker import SpeakerEncoder
 from session.authn import Principal
-from session.cloning import BaseVoices, SharedEncoder
+from session.cloning import BaseVoices, CloningConfig, SharedEncoder
 from session.db import Stores
 from session.errors import UnknownVoice
 from session.files import TenantFiles, UnsafePath
@@ -121,8 +121,9 @@ class Env:
 
 
 def build_service(stores: Stores, data_dir: Path, catalog: VoiceCatalog, encoder: SpeakerEncoder,
-                  revoked: list[tuple[TenantId, VoiceId]],
-                  base_wait_s: float = 120.0) -> tuple[VoiceService, JobRunner, TenantFiles]:
+                  revoked: list[tuple[TenantId, VoiceId]], base_wait_s: float = 120.0,
+                  cloning: CloningConfig | None = None,
+                  ) -> tuple[VoiceService, JobRunner, TenantFiles]:
     runner = JobRunner(stores.jobs, JobsConfig(progress_interval_s=0.0))
     files = TenantFiles(data_dir)
     shared = SharedEncoder(runner, lambda: encoder)
@@ -134,7 +135,7 @@ def build_service(stores: Stores, data_dir: Path, catalog: VoiceCatalog, encoder
         stores=stores, tenants=TenantDirectory(stores.tenants, stores.usage, TierTable()),
         catalog=catalog, files=files, runner=runner, encoder=shared,
         base_voices=BaseVoices(catalog, runner, shared, engine_wait_s=base_wait_s),
-        on_revoked=on_revoked)
+        on_revoked=on_revoked, cloning=cloning)
     return service, runner, files
 
 
