@@ -156,7 +156,7 @@ def launch(data_dir: Path, bases: tuple[str, ...], admission: float | None) -> S
     t0 = time.perf_counter()
     while True:
         missing = [v for v in server.stock
-                   if not list(folder.glob(f"{v.replace(':', '-')}-*.npy"))]
+                   if not list(folder.glob(f"{v.replace(':', '-')}-*.npz"))]
         if not missing or time.perf_counter() - t0 > EMBEDDING_WAIT_S:
             break
         time.sleep(1.0)
