@@ -14,8 +14,9 @@
    says it with its pitch contour moved to the reference's typical pitch and spread (an
    ``F0Shift`` from both speakers' ``f0_stats``), and the profile keeps that shift: moving
    pitch at the source keeps the formants and the timing, and on the benchmark it lifted a
-   female clone's similarity from 0.768 to 0.808 (docs/benchmarks.md). The fitted stage is checked: the base's rendering of the transcript, converted,
-   must embed closer to the reference than the base alone, or the profile keeps the plain base.
+   female clone's similarity from 0.768 to 0.808 (docs/benchmarks.md). The fitted stage is
+   checked: the base's rendering of the transcript, converted, must embed closer to the
+   reference than the base alone, or the profile keeps the plain base.
 4. Result: ``engine_params = {"engine", "voice", "base_similarity", "conversion": [{"weight",
    "params"}], "clone_similarity", "transcript"}``; ``session.voices.profile_voice`` reads it.
 
@@ -89,6 +90,12 @@ class CloningConfig:
     pitch_spread_range: tuple[float, float] = (0.4, 1.5)
     """So is the change of the contour's spread (reference's / the base voice's)."""
 
+    def __post_init__(self) -> None:
+        for name in ("pitch_ratio_range", "pitch_spread_range"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"[cloning] {name} must be two positive numbers, low to high")
+
 
 # -- the speaker encoder and the stock voices' embeddings ---------------------------------------
 
@@ -140,9 +147,9 @@ class VoiceSample:
 
 
 class BaseVoices:
-    """Speaker embeddings and pitch statistics of the catalog's stock voices, each computed once (a
-    sample synthesised on an offline stream, then measured; kept in ``cache_dir`` when given),
-    and the closest one to a reference."""
+    """Speaker embeddings and pitch statistics of the catalog's stock voices, each computed once
+    (a sample synthesised on an offline stream, then measured; kept in ``cache_dir`` when
+    given), and the closest one to a reference."""
 
     def __init__(self, catalog: VoiceCatalog, runner: JobRunner, encoder: SharedEncoder, *,
                  sample_text: str = SAMPLE_TEXT, engine_wait_s: float = 120.0,
@@ -368,14 +375,14 @@ class Cloner:
         outcome: dict[str, Any] = {"clone_similarity": round(converted, 4),
                                    "base_fit_similarity": round(plain, 4),
                                    "transcript_words": len(transcript.split())}
-        if shift is not None:
-            outcome["pitch_shift"] = {"ratio": round(shift.ratio, 4),
-                                      "spread": round(shift.spread, 4)}
         if converted <= plain:
             outcome["skipped"] = (f"the fitted conversion did not move the voice closer "
                                   f"({converted:.3f} against {plain:.3f} without it)")
             return outcome
         outcome["conversion"] = encode_conversion(((params, 1.0),))
+        if shift is not None:  # the profile speaks with it (it travels in the conversion)
+            outcome["pitch_shift"] = {"ratio": round(shift.ratio, 4),
+                                      "spread": round(shift.spread, 4)}
         return outcome
 
     async def _pitch_shift(self, context: JobContext, base: BaseVoice, speech: _F32,

@@ -101,3 +101,10 @@ async def test_a_kokoro_clone_speaks_with_the_speakers_pitch(
     clone_similarity = cosine(encoder.embed(clone_audio, clone_rate), target)
     base_similarity = cosine(encoder.embed(base_audio, base_rate), target)
     assert clone_similarity > base_similarity + 0.03, (clone_similarity, base_similarity)
+
+
+def test_pitch_ranges_must_be_positive_and_ordered() -> None:
+    with pytest.raises(ValueError, match="pitch_ratio_range"):
+        CloningConfig(pitch_ratio_range=(1.5, 0.6))
+    with pytest.raises(ValueError, match="pitch_spread_range"):
+        CloningConfig(pitch_spread_range=(0.0, 1.0))
