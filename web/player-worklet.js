@@ -31,6 +31,8 @@ class PlayerProcessor extends AudioWorkletProcessor {
     this.underruns = 0;
     this.cleanSince = 0; // the underrun count when the current utterance started
     this.underrunAt = null; // samplesPlayed at the last underrun (diagnostics)
+    this.starvedSamples = 0; // silence rendered while starved, so far
+    this.lastGapMs = null; // how long the last underrun's gap lasted (diagnostics)
     this.quantaPlayed = 0; // render quanta that carried buffered audio ("frames played")
     this.samplesPlayed = 0;
     this.level = 0;
@@ -63,6 +65,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
     if (this.state === "starved") { // the gap was real: audio of the utterance came after it
       this.underruns++;
       this.underrunAt = this.samplesPlayed;
+      this.lastGapMs = Math.round(1000 * this.starvedSamples / sampleRate);
       this.prebuffer = Math.min(this.maxPrebuffer, this.prebuffer * 2);
       this.state = "buffering";
       this.report();
@@ -102,8 +105,10 @@ class PlayerProcessor extends AudioWorkletProcessor {
       }
       if (i > 0) { this.quantaPlayed++; this.samplesPlayed += i; }
       if (this.read === this.write) {
-        if (this.ending) this.finish(); else { this.state = "starved"; this.report(); }
+        if (this.ending) this.finish(); else { this.state = "starved"; this.starvedSamples = 0; this.report(); }
       }
+    } else if (this.state === "starved") {
+      this.starvedSamples += out.length;
     }
     out.fill(0, i);
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
@@ -116,7 +121,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
   report(type = "stats") {
     this.sinceReport = 0;
     this.port.postMessage({
-      type, tag: this.endTag, buffered: this.buffered, underruns: this.underruns, underrunAt: this.underrunAt,
+      type, tag: this.endTag, buffered: this.buffered, underruns: this.underruns, underrunAt: this.underrunAt, lastGapMs: this.lastGapMs,
       prebuffer: this.prebuffer, quantaPlayed: this.quantaPlayed, samplesPlayed: this.samplesPlayed,
       state: this.state, level: this.level,
     });

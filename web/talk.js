@@ -221,6 +221,7 @@ export class Talk extends EventTarget {
       s.underruns = p.underruns;
       s.bufferedMs = this.audio.bufferedMs;
       s.underrunAt = p.underrunAt;
+      s.underrunGapMs = p.lastGapMs;
     }
     const turn = this.turn;
     if (turn && !turn.playedOut) {
