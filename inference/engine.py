@@ -185,6 +185,20 @@ class Engine(Protocol):
         ...
 
 
+@runtime_checkable
+class DecodesInParallel(Protocol):
+    """An engine whose ``execute`` runs up to ``decode_lanes()`` decode items at once, each on its
+    own core, so a tick of that many items takes about as long as one item (the scheduler packs
+    ticks accordingly). Engines without it decode their items one after another."""
+
+    def decode_lanes(self) -> int: ...
+
+
+def decode_lanes(engine: object) -> int:
+    """How many decode items ``engine`` runs at once (1 unless it says otherwise)."""
+    return max(1, engine.decode_lanes()) if isinstance(engine, DecodesInParallel) else 1
+
+
 class VoiceParams(Protocol):
     def to_bytes(self) -> bytes: ...
 

@@ -12,6 +12,13 @@ the network) and cuts the stock graph (tokens, style, speed -> waveform) with
   the duration/prosody predictor and the alignment: everything that needs the whole text.
 * decoder: a window of those frame tensors plus ``style`` -> audio, ``SAMPLES_PER_FRAME`` samples
   per frame (the AdaIN decoder and the iSTFTNet generator).
+* the decoder once more, in two: ``source`` (``f0``, ``phase`` -> the harmonic source's STFT,
+  magnitudes and phases [1, 22, samples / 5 + 1]) and ``body`` (``asr``, ``f0``, ``n``,
+  ``source``, ``style`` -> audio). The engine's PyTorch decoder (``inference.kokoro``) runs the
+  body with ``inference.torch_graph`` and the source with ONNX Runtime: the source's phases of
+  bins with no energy (the unvoiced stretches, where the source is constant) are arctangents of
+  ONNX Runtime's rounding noise, and the model's voice depends on that noise (computed exactly,
+  as 0, the voices embed 0.82-0.92 alike against themselves instead of 0.98).
 
 Why the phase is a cut point: the generator's sine source integrates F0 from the first sample
 (``CumSum``), so a window decoded on its own would start every harmonic at phase zero. Computing
@@ -53,10 +60,11 @@ VOICEPACK_LENGTH = 510
 
 _PARTS = 4
 _MODEL_FILE = "kokoro-v1.0.int8.onnx"
-_GRAPH_FORMAT = 1
+_GRAPH_FORMAT = 2
 """Part of the cache key: bump it when the cut below changes."""
 
 _PHASE = "/decoder/decoder/generator/m_source/l_sin_gen/CumSum_output_0"
+_SOURCE = "/decoder/decoder/generator/Concat_3_output_0"
 _FRAME_TENSORS = {
     "/encoder/MatMul_1_output_0": "asr",
     "/encoder/Reshape_output_0": "f0",
@@ -69,6 +77,10 @@ _CUTS: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]] = {
         {**_FRAME_TENSORS, "/encoder/Gather_output_0": "durations"},
     ),
     "decoder.onnx": ({**_FRAME_TENSORS, "style": "style"}, {"audio": "audio"}),
+    "source.onnx": ({"/encoder/Reshape_output_0": "f0", _PHASE: "phase"}, {_SOURCE: "source"}),
+    "body.onnx": ({"/encoder/MatMul_1_output_0": "asr", "/encoder/Reshape_output_0": "f0",
+                   "/encoder/Reshape_1_output_0": "n", _SOURCE: "source", "style": "style"},
+                  {"audio": "audio"}),
 }
 
 _F32 = npt.NDArray[np.float32]
@@ -78,11 +90,13 @@ _HARMONICS = 9
 
 @dataclass(frozen=True)
 class KokoroAssets:
-    """The files the engine runs on: the two cut graphs, the phoneme vocabulary and the stock
+    """The files the engine runs on: the cut graphs, the phoneme vocabulary and the stock
     voicepacks (name -> [510, 256])."""
 
     frontend_path: Path
     decoder_path: Path
+    source_path: Path
+    body_path: Path
     vocab: Mapping[str, int]
     voicepacks: Mapping[str, _F32]
 
@@ -109,8 +123,8 @@ def load_assets(cache_dir: Path) -> KokoroAssets:
                  for name in npz.files}
     expected = (data / "model.sha256").read_text().strip()
     folder = Path(cache_dir).expanduser() / f"kokoro-{expected[:16]}-g{_GRAPH_FORMAT}"
-    frontend, decoder = folder / "frontend.onnx", folder / "decoder.onnx"
-    if not (frontend.exists() and decoder.exists()):
+    paths = [folder / name for name in _CUTS]
+    if not all(path.exists() for path in paths):
         folder.mkdir(parents=True, exist_ok=True)
         # a name of this process's own, so processes building at once never share a file
         model = _assemble(folder / f".{_MODEL_FILE}.{os.getpid()}", expected)
@@ -118,7 +132,8 @@ def load_assets(cache_dir: Path) -> KokoroAssets:
             _cut(model, folder)
         finally:
             model.unlink(missing_ok=True)  # only the cuts are needed from now on
-    return KokoroAssets(frontend, decoder, dict(vocab), packs)
+    frontend, decoder, source, body = paths
+    return KokoroAssets(frontend, decoder, source, body, dict(vocab), packs)
 
 
 def _assemble(path: Path, sha256: str) -> Path:

@@ -21,6 +21,7 @@ from inference.engine import (
     RequestFailure,
     RequestId,
     SynthesisUnit,
+    decode_lanes,
 )
 from inference.scheduling import (
     Refusal,
@@ -79,7 +80,8 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self._observer = observer
         self._clock = clock
-        self._state = SchedulerState(self.config, engine.sample_rate_hz)
+        self._state = SchedulerState(self.config, engine.sample_rate_hz,
+                                     lanes=decode_lanes(engine))
         self._inbox: queue.Queue[_Control] = queue.Queue(self.config.inbox_size)
         self._stream_ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -187,27 +189,36 @@ class Scheduler:
             self._tick()
 
     def _calibrate(self) -> None:
-        """Learn cost and throughput from one real request so admission starts informed."""
-        rid = RequestId(0)
+        """Learn cost and throughput from real requests so admission starts informed: one per
+        decode lane, decoded together, so the figure includes what parallel items cost each
+        other."""
+        lanes = self._state.lanes
+        rids = [RequestId(0 if i == 0 else -100 - i) for i in range(lanes)]
         unit = SynthesisUnit(text=_CALIBRATION_TEXT, voice=self.engine.voices()[0])
+        prefill = EnginePlan(prefills=tuple(PrefillItem(rid, unit) for rid in rids))
         t0 = time.perf_counter()
-        result = self.engine.execute(EnginePlan(prefills=(PrefillItem(rid, unit),)))
+        result = self.engine.execute(prefill)
         audio_s = 0.0
         busy_s = result.prefill_s
-        finished = False
+        running = [rid for rid in rids
+                   if rid not in {failure.request_id for failure in result.failures}]
         for _ in range(10_000):
-            if finished or time.perf_counter() - t0 > 30:
+            if not running or time.perf_counter() - t0 > 30:
                 break
-            step = self.engine.execute(EnginePlan(decodes=(DecodeItem(rid),)))
-            self._state.cost.learn(EnginePlan(decodes=(DecodeItem(rid),)), step)
+            plan = EnginePlan(decodes=tuple(DecodeItem(rid) for rid in running))
+            step = self.engine.execute(plan)
+            self._state.cost.learn(plan, step, lanes)
             busy_s += step.decode_s
             for out in step.outputs:
                 audio_s += len(out.audio) / self.engine.sample_rate_hz
-                finished = finished or out.finished
-            finished = finished or bool(step.failures)
-        self._state.cost.learn(EnginePlan(prefills=(PrefillItem(rid, unit),)), result)
+                if out.finished:
+                    running.remove(out.request_id)
+            for failure in step.failures:
+                running.remove(failure.request_id)
+        self._state.cost.learn(prefill, result, lanes)
         self._state.throughput.learn(audio_s, busy_s)
-        self.engine.release(rid)
+        for rid in rids:
+            self.engine.release(rid)
 
     def _idle_wait_s(self) -> float:
         """How long the thread may block on the inbox: 0 with work to do, else until the first

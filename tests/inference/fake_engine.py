@@ -70,3 +70,20 @@ class FakeEngine:
     def release(self, request_id: RequestId) -> None:
         self.released.append(request_id)
         self.state.pop(request_id, None)
+
+
+@dataclass
+class LanedFakeEngine(FakeEngine):
+    """A ``FakeEngine`` that decodes ``lanes`` items at once: a tick's decode time is one
+    ``decode_cost_s`` per round of up to ``lanes`` items (``DecodesInParallel``)."""
+
+    lanes: int = 2
+
+    def decode_lanes(self) -> int:
+        return self.lanes
+
+    def execute(self, plan: EnginePlan) -> EngineResult:
+        result = super().execute(plan)
+        rounds = -(-len(plan.decodes) // self.lanes)
+        return EngineResult(result.outputs, result.failures, prefill_s=result.prefill_s,
+                            decode_s=self.decode_cost_s * rounds)

