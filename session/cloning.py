@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from inference.asr import recognize
 from inference.conversion import ConversionParams, convert, f0_stats, fit
-from inference.engine import ClonesVoices, F0Shift, ShiftsF0, SynthesisUnit
+from inference.engine import ClonesVoices, F0Shift, ShiftsF0, SynthesisUnit, decode_lanes
 from inference.scheduler import Scheduler, UnitAudio, UnitFailed
 from inference.speaker import SpeakerEncoder, cosine
 from session.errors import UnknownVoice
@@ -250,9 +250,9 @@ class BaseVoices:
 async def speak_offline(scheduler: Scheduler, engine_voice: str, text: str, engine_wait_s: float,
                         on_unit: Callable[[int, int], Awaitable[None]] | None = None,
                         f0: F0Shift | None = None) -> _F32:
-    """``text`` said by a stock voice (with its pitch contour moved by ``f0``) on an offline
-    stream, units joined by short pauses. ``on_unit(done, total)`` is awaited as each unit
-    completes."""
+    """``text`` said by a stock voice (with its pitch contour moved by ``f0``) on offline streams,
+    units joined by short pauses. ``on_unit(done, total)`` is awaited as each unit completes. An
+    engine that decodes on several lanes gets one stream per lane (every other unit each)."""
     await wait_until_ready(scheduler, engine_wait_s)
     units = [SynthesisUnit(normalize(u), engine_voice, f0=f0) for u in split_units(text)]
     units = [u for u in units if u.text.strip()]
@@ -268,8 +268,15 @@ async def speak_offline(scheduler: Scheduler, engine_voice: str, text: str, engi
                 if on_unit is not None:
                     await on_unit(done, len(units))
 
-    async with OfflineStream(scheduler) as stream:
-        await stream.speak(units, collect)
+    async def speak(indices: list[int]) -> None:
+        async def relay(index: int, event: UnitAudio | UnitFailed) -> None:
+            await collect(indices[index], event)
+
+        async with OfflineStream(scheduler) as stream:
+            await stream.speak([units[i] for i in indices], relay)
+
+    lanes = max(1, min(decode_lanes(scheduler.engine), len(units)))
+    await asyncio.gather(*(speak(list(range(lane, len(units), lanes))) for lane in range(lanes)))
     gap = np.zeros(int(_SENTENCE_GAP_S * scheduler.engine.sample_rate_hz), dtype=np.float32)
     pieces = [np.concatenate(p) for p in parts if p]
     joined: list[_F32] = []
