@@ -21,9 +21,9 @@ cannot click.
 Batching: the exported graph declares batch 1 on its inputs, and on a CPU a batched decoder call
 costs about the sum of its items (see ARCHITECTURE.md), so each decode item is one decoder call.
 
-Decoders (``KokoroConfig.decoder``): ONNX Runtime runs the stock int8 graph as exported, one item
-after another, each on ``intra_op_threads`` threads. The PyTorch decoder (``inference.torch_graph``)
-runs the same graph with its integer convolutions in bfloat16, which a CPU with AMX does about
+Decoders (``KokoroConfig.decoder``): ONNX Runtime (the default) runs the stock int8 graph as
+exported, one item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
+(``inference.torch_graph``) runs the same graph with its integer convolutions in bfloat16, which a CPU with AMX does about
 twice as fast; it decodes up to ``intra_op_threads`` items at once, one thread each (the
 scheduler packs its ticks that way: ``decode_lanes``), because one thread per window scales
 better than two threads on one window. Its audio is not ONNX Runtime's bit for bit (activations
@@ -112,16 +112,20 @@ class KokoroConfig:
     crossfade_frames: int = 2
     """Frames over which a chunk fades in over the previous window's look-ahead (<= context)."""
     default_voice: str = "mean"
-    decoder: str = "auto"
+    decoder: str = "onnx"
     """What runs the decoder: ``onnx`` (ONNX Runtime, the stock int8 graph bit for bit),
     ``torch-bf16`` / ``torch-fp32`` (PyTorch, integer convolutions in bfloat16 / float32, several
-    items at once; sets PyTorch's process-wide intra-op threads to 1), or ``auto``: ``torch-bf16``
-    on a CPU with AMX-BF16, where it costs about 0.5 CPU-s per audio-s against ONNX Runtime's 0.8,
-    else ``onnx``."""
+    items at once, one thread each; sets PyTorch's process-wide intra-op threads to 1), or
+    ``auto``: ``torch-bf16`` on a CPU with AMX-BF16, else ``onnx``. ``torch-bf16`` costs about
+    20 % less CPU streamed, but one thread per window makes first audio slower (p50 590-740 ms
+    against 450 ms for a cloned voice on 2 cores), so ONNX Runtime stays the default
+    (docs/benchmarks.md, "Kokoro's PyTorch decoder")."""
 
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
             raise ValueError("chunk sizes and thread count must be at least 1")
+        if not 0 <= self.crossfade_frames <= self.context_frames:
+            raise ValueError("crossfade_frames must be between 0 and context_frames")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not "
                              f"{self.decoder!r}")
@@ -131,8 +135,6 @@ class KokoroConfig:
         if self.decoder != "auto":
             return self.decoder
         return "torch-bf16" if bf16_matrix_units() else "onnx"
-        if not 0 <= self.crossfade_frames <= self.context_frames:
-            raise ValueError("crossfade_frames must be between 0 and context_frames")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,23 @@ from onnx import helper, numpy_helper
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 11: torch.float64}
 _Op = Callable[..., Any]
+_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "Sqrt": torch.sqrt, "Sin": torch.sin, "Cos": torch.cos, "Atan": torch.atan, "Exp": torch.exp,
+    "Tanh": torch.tanh, "Floor": torch.floor}
+_BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Greater": torch.gt, "Less": torch.lt,
+    "Equal": torch.eq, "MatMul": torch.matmul}
+
+
+def _plain_op(op_type: str) -> _Op | None:
+    """An element-wise operator that needs no attributes, in the ``_op_*`` calling convention."""
+    if op_type in _UNARY:
+        unary = _UNARY[op_type]
+        return lambda a, n, x: unary(x)
+    if op_type in _BINARY:
+        binary = _BINARY[op_type]
+        return lambda a, n, x, y: binary(x, y)
+    return None
 
 
 def bf16_matrix_units() -> bool:
@@ -79,7 +96,7 @@ class TorchGraph:
             op_type = node.op_type
             if op_type == "Div" and node.output[0] in atan_inputs:
                 op_type = "DivForAtan"
-            op = getattr(self, f"_op_{op_type}", None)
+            op = _plain_op(op_type) or getattr(self, f"_op_{op_type}", None)
             if op is None:
                 raise ValueError(f"{node.name}: operator {node.op_type} is not supported")
             self._check(node.name, op_type, attrs)
@@ -189,15 +206,6 @@ class TorchGraph:
 
     # -- element-wise ------------------------------------------------------------------------------
 
-    def _op_Add(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x + y
-
-    def _op_Sub(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x - y
-
-    def _op_Mul(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x * y
-
     def _op_Div(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.is_floating_point() or y.is_floating_point():
             return x / y
@@ -213,38 +221,8 @@ class TorchGraph:
             return x * x
         return torch.pow(x, y)
 
-    def _op_Sqrt(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.sqrt(x)
-
-    def _op_Sin(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(x)
-
-    def _op_Cos(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.cos(x)
-
-    def _op_Atan(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.atan(x)
-
-    def _op_Exp(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(x)
-
-    def _op_Tanh(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x)
-
-    def _op_Floor(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.floor(x)
-
     def _op_LeakyRelu(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, a.get("alpha", 0.01))
-
-    def _op_Greater(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x > y
-
-    def _op_Less(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x < y
-
-    def _op_Equal(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x == y
 
     def _op_Where(self, a: Any, n: Any, c: torch.Tensor, x: torch.Tensor,
                   y: torch.Tensor) -> torch.Tensor:
@@ -252,9 +230,6 @@ class TorchGraph:
 
     def _op_Cast(self, a: Any, n: Any, x: torch.Tensor) -> torch.Tensor:
         return x.to(_DTYPES[a["to"]])
-
-    def _op_MatMul(self, a: Any, n: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x, y)
 
     def _op_ReduceMean(self, a: Any, n: Any, x: torch.Tensor,
                        axes: torch.Tensor | None = None) -> torch.Tensor:

@@ -399,3 +399,12 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
     f0_flat, spread_flat = f0_stats(flat, engine.sample_rate_hz)
     assert spread_flat < 0.75 * spread_plain, (spread_flat, spread_plain)
     assert 0.9 < f0_flat / f0_plain < 1.1
+
+
+def test_kokoro_settings_are_checked() -> None:
+    assert KokoroConfig().decoder == "onnx"
+    assert KokoroConfig(decoder="auto").resolved_decoder() in ("onnx", "torch-bf16")
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        KokoroConfig(decoder="gpu")
+    with pytest.raises(ValueError, match="crossfade_frames"):
+        KokoroConfig(crossfade_frames=30, context_frames=24)
