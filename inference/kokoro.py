@@ -23,8 +23,8 @@ costs about the sum of its items (see ARCHITECTURE.md), so each decode item is o
 
 Decoders (``KokoroConfig.decoder``): ONNX Runtime (the default) runs the stock int8 graph as
 exported, one item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
-(``inference.torch_graph``) runs the same graph with its integer convolutions in bfloat16, which a CPU with AMX does about
-twice as fast; it decodes up to ``intra_op_threads`` items at once, one thread each (the
+(``inference.torch_graph``) runs the same graph with its integer convolutions in bfloat16, which
+a CPU with AMX does about twice as fast; it decodes up to ``intra_op_threads`` items at once, one thread each (the
 scheduler packs its ticks that way: ``decode_lanes``), because one thread per window scales
 better than two threads on one window. Its audio is not ONNX Runtime's bit for bit (activations
 are no longer rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own
@@ -370,7 +370,6 @@ class KokoroEngine:
         return self._decoder(request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi],
                              request.n[:, 2 * lo:2 * hi], request.phase[:, 2 * lo:2 * hi],
                              request.style)
-
 
     def _emit(self, request_id: RequestId, request: _Request, end: int,
               audio: _F32) -> RequestOutput:
