@@ -21,14 +21,15 @@ cannot click.
 Batching: the exported graph declares batch 1 on its inputs, and on a CPU a batched decoder call
 costs about the sum of its items (see ARCHITECTURE.md), so each decode item is one decoder call.
 
-Decoders (``KokoroConfig.decoder``): ONNX Runtime (the default) runs the stock int8 graph as
-exported, one item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
-(``inference.torch_graph``) runs the same graph with its integer convolutions in bfloat16, which
-a CPU with AMX does about twice as fast; it decodes up to ``intra_op_threads`` items at once, one thread each (the
-scheduler packs its ticks that way: ``decode_lanes``), because one thread per window scales
-better than two threads on one window. Its audio is not ONNX Runtime's bit for bit (activations
-are no longer rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own
-(docs/benchmarks.md).
+Decoders (``KokoroConfig.decoder``): ONNX Runtime runs the stock int8 graph as exported, one
+item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
+(``inference.torch_graph``; the default on CPUs with AMX) runs the same graph with its integer
+convolutions in bfloat16, in channels-last layout and with its element-wise chains fused, about
+3.5x faster on a 2-core CPU with AMX. By default it too decodes one item at a time on every
+thread; ``KokoroConfig.lanes`` > 1 decodes several at once (``decode_lanes``, which the scheduler
+packs its ticks for). Its audio is not ONNX Runtime's bit for bit (activations are no longer
+rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same
+words (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ class KokoroConfig:
     """Frames in a request's first chunk (12 frames = 300 ms of audio): small for fast first
     audio."""
     chunk_frames: int = 64
-    """Frames in every later chunk (64 frames = 1.6 s of audio, about 1 s to decode with its
-    context on a 2-core CPU: one tick, which a newly arriving utterance may have to wait for)."""
+    """Frames in every later chunk (64 frames = 1.6 s of audio; with its context about 0.3 s to
+    decode on the PyTorch decoder on 2 cores with AMX, 1.1 s on ONNX Runtime: one tick, which a
+    newly arriving utterance may have to wait for)."""
     context_frames: int = 24
     """Frames decoded on each side of a chunk and thrown away. Besides covering the decoder's
     convolutions, a longer window brings its normalisation statistics closer to the whole
@@ -112,20 +114,26 @@ class KokoroConfig:
     crossfade_frames: int = 2
     """Frames over which a chunk fades in over the previous window's look-ahead (<= context)."""
     default_voice: str = "mean"
-    decoder: str = "onnx"
+    decoder: str = "auto"
     """What runs the decoder: ``onnx`` (ONNX Runtime, the stock int8 graph bit for bit),
-    ``torch-bf16`` / ``torch-fp32`` (PyTorch, integer convolutions in bfloat16 / float32, several
-    items at once, one thread each; sets PyTorch's process-wide intra-op threads to 1), or
-    ``auto``: ``torch-bf16`` on a CPU with AMX-BF16, else ``onnx``. ``torch-bf16`` costs about
-    20 % less CPU streamed, but one thread per window makes first audio slower (p50 590-740 ms
-    against 450 ms for a cloned voice on 2 cores), so ONNX Runtime stays the default
-    (docs/benchmarks.md, "Kokoro's PyTorch decoder")."""
+    ``torch-bf16`` / ``torch-fp32`` (PyTorch, integer convolutions in bfloat16 / float32; sets
+    PyTorch's process-wide intra-op threads), or ``auto`` (the default): ``torch-bf16`` on a CPU
+    with AMX-BF16, else ``onnx``. On a 2-core CPU with AMX ``torch-bf16`` decodes a window about
+    3.5x faster than ONNX Runtime with the same words and voice (docs/benchmarks.md, "Kokoro's
+    PyTorch decoder")."""
+    lanes: int = 1
+    """PyTorch decoder only: windows one tick decodes at once, each on ``intra_op_threads //
+    lanes`` threads. 1 (one window at a time on every thread) gives the fastest first audio;
+    more lanes give a little more throughput, but a tick lasts as long as its longest window,
+    so a new utterance's small first window waits for another stream's large one."""
 
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
             raise ValueError("chunk sizes and thread count must be at least 1")
         if not 0 <= self.crossfade_frames <= self.context_frames:
             raise ValueError("crossfade_frames must be between 0 and context_frames")
+        if not 1 <= self.lanes <= self.intra_op_threads:
+            raise ValueError("lanes must be between 1 and intra_op_threads")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not "
                              f"{self.decoder!r}")
@@ -197,9 +205,11 @@ class KokoroEngine:
         if self.decoder_kind == "onnx":
             self._decoder = _OnnxDecoder(self._assets, threads, spin)
         else:
-            self._decoder = _TorchDecoder(self._assets, self.decoder_kind == "torch-bf16")
-            if threads > 1:
-                self._lanes = ThreadPoolExecutor(threads, thread_name_prefix="kokoro-decode")
+            lanes = self.config.lanes
+            self._decoder = _TorchDecoder(self._assets, self.decoder_kind == "torch-bf16",
+                                          max(1, threads // lanes))
+            if lanes > 1:
+                self._lanes = ThreadPoolExecutor(lanes, thread_name_prefix="kokoro-decode")
         self._stock = stock_voices(self._assets.voicepacks)
         if self.config.default_voice not in self._stock:
             raise ValueError(f"kokoro has no stock voice {self.config.default_voice!r}")
@@ -222,7 +232,7 @@ class KokoroEngine:
 
     def decode_lanes(self) -> int:
         """Decode items one tick runs at once (``DecodesInParallel``)."""
-        return 1 if self._lanes is None else self.config.intra_op_threads
+        return 1 if self._lanes is None else self.config.lanes
 
     def voices(self) -> Sequence[str]:
         """The default voice first (the scheduler calibrates with the first), then the rest."""
@@ -400,8 +410,8 @@ class _TorchDecoder:
     """The harmonic source in ONNX Runtime (``kokoro_graph``: the voice depends on its rounding),
     the rest of the decoder in PyTorch. Thread-safe: several windows may decode at once."""
 
-    def __init__(self, assets: KokoroAssets, bf16: bool) -> None:
-        torch.set_num_threads(1)  # parallel windows, one core each (module docstring)
+    def __init__(self, assets: KokoroAssets, bf16: bool, threads: int) -> None:
+        torch.set_num_threads(threads)  # process-wide: PyTorch has no per-call thread count
         self._source = cpu_session(assets.source_path, 1, False)
         self._body = TorchGraph(assets.body_path, torch.bfloat16 if bf16 else torch.float32)
 

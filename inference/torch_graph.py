@@ -14,6 +14,14 @@ baked in: the weights' 8-bit values and the biases rounded to the weight scale. 
 are no longer rounded to 8 bits per tensor, so the output differs from ONNX Runtime's as much as
 that rounding is worth (the Kokoro decoder's tests and docs/benchmarks.md measure it).
 
+Speed. At load time (``optimise``, the default) the quantisation steps and everything computed
+from constants alone are folded away, and three chains the decoder repeats become one step each:
+a convolution with its bias and rescaling, the Snake activation and adaptive instance
+normalisation (``_fuse``): 1968 steps become 715. Convolutions run as 2-d convolutions of height
+1 in channels-last layout, which oneDNN runs without reordering its operands, and element-wise
+operators keep that layout. On Kokoro's decoder this is about 2.2x faster than the plain
+node-by-node run (docs/benchmarks.md).
+
 Only the operators and attribute values the graphs we run use are implemented; ``TorchGraph``
 refuses any other at load time (``ValueError``), never at run time. It is thread-safe: each run
 keeps its values in its own dictionary.
@@ -35,6 +43,8 @@ from onnx import helper, numpy_helper
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 11: torch.float64}
 _Op = Callable[..., Any]
+_Step = tuple[_Op, list[str], list[str], dict[str, Any]]
+"""An operator, its input names ("" for an omitted optional one), output names, attributes."""
 _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Sqrt": torch.sqrt, "Sin": torch.sin, "Cos": torch.cos, "Atan": torch.atan, "Exp": torch.exp,
     "Tanh": torch.tanh, "Floor": torch.floor}
@@ -43,15 +53,20 @@ _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "Equal": torch.eq, "MatMul": torch.matmul}
 
 
-def _plain_op(op_type: str) -> _Op | None:
-    """An element-wise operator that needs no attributes, in the ``_op_*`` calling convention."""
+def _make_plain_op(op_type: str) -> _Op:
     if op_type in _UNARY:
         unary = _UNARY[op_type]
         return lambda a, n, x: unary(x)
-    if op_type in _BINARY:
-        binary = _BINARY[op_type]
-        return lambda a, n, x, y: binary(x, y)
-    return None
+    binary = _BINARY[op_type]
+    return lambda a, n, x, y: binary(x, y)
+
+
+_PLAIN_OPS = {op_type: _make_plain_op(op_type) for op_type in [*_UNARY, *_BINARY]}
+
+
+def _plain_op(op_type: str) -> _Op | None:
+    """An element-wise operator that needs no attributes, in the ``_op_*`` calling convention."""
+    return _PLAIN_OPS.get(op_type)
 
 
 def bf16_matrix_units() -> bool:
@@ -67,6 +82,52 @@ def bf16_matrix_units() -> bool:
     return False
 
 
+def _reflect_channels_last(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """``F.pad(x, (left, right), mode="reflect")`` of a (batch, channels, time) tensor in
+    channels-last layout (``_conv``'s output), keeping that layout: ``F.pad`` would return a
+    contiguous tensor, and element-wise operators that mix the two layouts run 2-3x slower."""
+    length = x.shape[2]
+    if not (0 <= left < length and 0 <= right < length):
+        raise ValueError(f"reflect padding ({left}, {right}) needs more than {length} frames")
+    index = torch.cat([torch.arange(left, 0, -1), torch.arange(length),
+                       torch.arange(length - 2, length - 2 - right, -1)])
+    return x.transpose(1, 2).index_select(1, index).transpose(1, 2)
+
+
+class _Chains:
+    """What ``TorchGraph._fuse``'s matchers read: the steps, who reads each value, constants."""
+
+    def __init__(self, steps: list[_Step], outputs: set[str],
+                 consts: Mapping[str, torch.Tensor]) -> None:
+        self.steps, self.outputs, self.consts = steps, outputs, consts
+        self.readers: dict[str, list[int]] = {}
+        for k, (_, names, _, _) in enumerate(steps):
+            for name in dict.fromkeys(names):
+                self.readers.setdefault(name, []).append(k)
+
+    def output(self, k: int) -> str:
+        return self.steps[k][2][0]
+
+    def sole_reader(self, name: str, op: _Op) -> int | None:
+        """The one step that reads ``name``, if it is ``op`` and ``name`` is no graph output."""
+        found = self.readers.get(name, [])
+        if len(found) != 1 or name in self.outputs or self.steps[found[0]][0] != op:
+            return None
+        return found[0]
+
+    @staticmethod
+    def other(names: Sequence[str], name: str) -> str | None:
+        """The input of a two-input step that is not ``name``."""
+        rest = [n for n in names if n != name]
+        return rest[0] if len(rest) == 1 else None
+
+    def is_scalar(self, name: str, value: float | None = None) -> bool:
+        """Whether ``name`` is a one-value constant (equal to ``value`` if given)."""
+        const = self.consts.get(name)
+        return const is not None and const.numel() == 1 and (
+            value is None or float(const) == value)
+
+
 class TorchGraph:
     """An ONNX graph evaluated node by node with PyTorch. ``conv_dtype`` is the precision of the
     integer convolutions, run in float (``torch.bfloat16`` or ``torch.float32``: their 8-bit
@@ -74,7 +135,7 @@ class TorchGraph:
     products included, runs in float32 or the graph's own integer types."""
 
     def __init__(self, path: Path | onnx.ModelProto, conv_dtype: torch.dtype = torch.float32,
-                 ) -> None:
+                 optimise: bool = True) -> None:
         model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
         graph = model.graph
         self.conv_dtype = conv_dtype
@@ -84,7 +145,7 @@ class TorchGraph:
         self.inputs = [i.name for i in graph.input if i.name not in self._consts]
         self.outputs = [o.name for o in graph.output]
         atan_inputs = {n.input[0] for n in graph.node if n.op_type == "Atan"}
-        self._steps: list[tuple[_Op, list[str], list[str], dict[str, Any]]] = []
+        self._steps: list[_Step] = []
         for node in graph.node:
             if node.domain not in ("", "ai.onnx"):
                 raise ValueError(f"{node.name}: operator domain {node.domain!r} is not supported")
@@ -101,14 +162,25 @@ class TorchGraph:
                 raise ValueError(f"{node.name}: operator {node.op_type} is not supported")
             self._check(node.name, op_type, attrs)
             self._steps.append((op, list(node.input), list(node.output), attrs))
+        if optimise:
+            self._steps = self._fuse(self._fold(self._steps))
         self._last_use: dict[str, int] = {}
         for k, (_, names, _, _) in enumerate(self._steps):
             for name in names:
                 self._last_use[name] = k
         self._weights: dict[str, torch.Tensor] = {}
+        self._conv_weights: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         for op, names, _, _ in self._steps:  # built once, so runs on several threads share them
-            if op in (self._op_ConvInteger, self._op_MatMulInteger):
+            if op in (self._op_ConvInteger, self._op_ScaledConvInteger):
+                self._conv_weight(names[1], self._float_weight(names), conv_dtype)
+            elif op == self._op_MatMulInteger:
                 self._float_weight(names)
+
+    def operators(self) -> list[str]:
+        """The operator of every step run, in order, fused ones by their own names (``Snake``,
+        ``AffineNorm``, ``ScaledConvInteger``)."""
+        plain = {op: op_type for op_type, op in _PLAIN_OPS.items()}
+        return [plain.get(op) or op.__name__.removeprefix("_op_") for op, _, _, _ in self._steps]
 
     def run(self, feeds: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         """The graph's outputs for ``feeds`` (every input by name), as numpy arrays."""
@@ -131,6 +203,165 @@ class TorchGraph:
                     if self._last_use.get(name) == k and name not in keep:
                         values.pop(name, None)
         return [values[name].numpy() for name in self.outputs]
+
+    # -- load-time rewrites (``optimise``) ---------------------------------------------------------
+
+    def _fold(self, steps: list[_Step]) -> list[_Step]:
+        """Quantisation as the identity, then constant folding. ``DynamicQuantizeLinear``'s
+        scale and zero point are constants (1 and 0) and its output is its input, so the step
+        goes and its readers read the input; then every step whose inputs are all constants
+        (the biases requantised to each weight's scale, the scales themselves) runs once here."""
+        alias: dict[str, str] = {}
+        kept: list[_Step] = []
+        outputs = set(self.outputs)
+        with torch.inference_mode():
+            for op, names, outs, attrs in steps:
+                names = [alias.get(name, name) for name in names]
+                if op == self._op_DynamicQuantizeLinear and not outputs & set(outs):
+                    alias[outs[0]] = names[0]
+                    self._consts[outs[1]], self._consts[outs[2]] = op(attrs, names, None)[1:]
+                    continue
+                if all(not name or name in self._consts for name in names):
+                    result = op(attrs, names, *(self._consts[n] if n else None for n in names))
+                    for name, value in zip(outs, result if len(outs) > 1 else [result],
+                                           strict=True):
+                        self._consts[name] = value
+                    continue
+                kept.append((op, names, outs, attrs))
+        for name in outputs & set(alias):
+            raise ValueError(f"graph output {name} is a quantised tensor")
+        return kept
+
+    def _fuse(self, steps: list[_Step]) -> list[_Step]:
+        """Replace the chains the decoder repeats by one step each: a convolution with its
+        requantised bias and rescaling, the Snake activation, adaptive instance normalisation.
+        Each runs in one or two passes over its tensor instead of 3-9, which on the decoder's
+        long windows is most of what element-wise operators cost. A chain is replaced only when
+        nothing outside it reads its intermediate values."""
+        chains = _Chains(steps, set(self.outputs), self._consts)
+        matchers = {self._op_ConvInteger: self._match_conv, _PLAIN_OPS["Mul"]: self._match_snake,
+                    self._op_ReduceMean: self._match_norm}
+        replaced: dict[int, _Step] = {}
+        dropped: set[int] = set()
+        for k, (op, _, _, _) in enumerate(steps):
+            matcher = matchers.get(op)
+            found = None if k in dropped or matcher is None else matcher(chains, k)
+            if found is not None:
+                indices, step = found
+                dropped.update(indices)
+                replaced[indices[-1]] = step
+        return [replaced.get(k, step) for k, step in enumerate(steps)
+                if k not in dropped or k in replaced]
+
+    def _match_conv(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
+        """ConvInteger -> [Add(requantised bias)] -> Cast(float) -> Mul(scale) -> [Add(bias)]:
+        Kokoro's export adds the bias before rescaling, ``quantize_dynamic`` after."""
+        _, names, _, attrs = c.steps[k]
+        channels = self._consts[names[1]].shape[0]
+        add = _PLAIN_OPS["Add"]
+
+        def next_step(op: _Op) -> tuple[int | None, torch.Tensor | None]:
+            """The chain's next step if it is ``op``, and its other input as (1, channels, 1)
+            if that is a constant of one value or one per output channel."""
+            value = c.output(chain[-1])
+            found = c.sole_reader(value, op)
+            name = None if found is None else c.other(c.steps[found][1], value)
+            const = None if name is None else c.consts.get(name)
+            if const is None or const.numel() not in (1, channels):
+                return found, None
+            return found, const.float().reshape(-1).expand(channels).reshape(1, -1, 1)
+
+        chain = [k]
+        bias = torch.zeros(1, channels, 1)
+        found, const = next_step(add)
+        if found is not None and const is not None:
+            chain.append(found)
+            bias = const
+        found, _ = next_step(self._op_Cast)
+        if found is None or c.steps[found][3]["to"] != onnx.TensorProto.FLOAT:
+            return None
+        chain.append(found)
+        found, scale = next_step(_PLAIN_OPS["Mul"])
+        if found is None or scale is None:
+            return None
+        chain.append(found)
+        bias = bias * scale
+        found, const = next_step(add)
+        if found is not None and const is not None:
+            chain.append(found)
+            bias = bias + const
+        fused = dict(attrs, scale=scale.contiguous(), bias=bias.contiguous())
+        return chain, (self._op_ScaledConvInteger, names, c.steps[chain[-1]][2], fused)
+
+    def _match_snake(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
+        """Snake, x + sin(alpha x)^2 / alpha: Mul(alpha, x) -> Sin -> Pow(2) -> Mul(1/alpha) ->
+        Add(x)."""
+        names = c.steps[k][1]
+        alpha = next((n for n in names if n in c.consts), None)
+        x = None if alpha is None else c.other(names, alpha)
+        if alpha is None or x is None or x in c.consts:
+            return None
+        sin = c.sole_reader(c.output(k), _PLAIN_OPS["Sin"])
+        if sin is None:
+            return None
+        square = c.sole_reader(c.output(sin), self._op_Pow)
+        if square is None or not c.is_scalar(c.steps[square][1][1], 2.0):
+            return None
+        scaled = c.sole_reader(c.output(square), _PLAIN_OPS["Mul"])
+        inverse = None if scaled is None else c.other(c.steps[scaled][1], c.output(square))
+        if scaled is None or inverse is None:
+            return None
+        total = c.sole_reader(c.output(scaled), _PLAIN_OPS["Add"])
+        if total is None or c.other(c.steps[total][1], c.output(scaled)) != x:
+            return None
+        return ([k, sin, square, scaled, total],
+                (self._op_Snake, [x, alpha, inverse], c.steps[total][2], {}))
+
+    def _match_norm(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
+        """Instance normalisation with an affine map: ReduceMean(x) -> Sub(x, mean) -> Mul(d, d)
+        -> ReduceMean -> Add(eps) -> Sqrt -> Div(d, sd) -> Mul(gain) -> Add(shift)."""
+        _, names, _, attrs = c.steps[k]
+        axes = names[1] if len(names) > 1 else ""
+        if axes:
+            dims = [int(v) for v in c.consts[axes]] if axes in c.consts else []
+        else:
+            dims = list(attrs.get("axes", []))
+        if not dims or not attrs.get("keepdims", 1):
+            return None
+        x, mean = names[0], c.output(k)
+        sub = c.sole_reader(mean, _PLAIN_OPS["Sub"])
+        if sub is None or c.steps[sub][1] != [x, mean]:
+            return None
+        centred = c.output(sub)
+        users = c.readers.get(centred, [])
+        square = next((u for u in users if c.steps[u][0] == _PLAIN_OPS["Mul"]
+                       and c.steps[u][1] == [centred, centred]), None)
+        div = next((u for u in users if c.steps[u][0] == self._op_Div), None)
+        if square is None or div is None or len(users) != 2 or centred in c.outputs:
+            return None
+        var = c.sole_reader(c.output(square), self._op_ReduceMean)
+        if var is None or c.steps[var][1][1:] != names[1:] or c.steps[var][3] != attrs:
+            return None
+        plus = c.sole_reader(c.output(var), _PLAIN_OPS["Add"])
+        eps = None if plus is None else c.other(c.steps[plus][1], c.output(var))
+        if plus is None or eps is None or not c.is_scalar(eps):
+            return None
+        root = c.sole_reader(c.output(plus), _PLAIN_OPS["Sqrt"])
+        if root is None or c.sole_reader(c.output(root), self._op_Div) != div:
+            return None
+        if c.steps[div][1] != [centred, c.output(root)]:
+            return None
+        times = c.sole_reader(c.output(div), _PLAIN_OPS["Mul"])
+        gain = None if times is None else c.other(c.steps[times][1], c.output(div))
+        if times is None or gain is None:
+            return None
+        plus_shift = c.sole_reader(c.output(times), _PLAIN_OPS["Add"])
+        shift = None if plus_shift is None else c.other(c.steps[plus_shift][1], c.output(times))
+        if plus_shift is None or shift is None:
+            return None
+        fused = {"dims": dims, "eps": float(c.consts[eps])}
+        return ([k, sub, square, var, plus, root, div, times, plus_shift],
+                (self._op_AffineNorm, [x, gain, shift], c.steps[plus_shift][2], fused))
 
     # -- checks made at load time ----------------------------------------------------------------
 
@@ -179,30 +410,83 @@ class TorchGraph:
 
     def _op_ConvInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
                         *_: Any) -> torch.Tensor:
-        return self._conv(a, x, self._float_weight(names), None, self.conv_dtype)
+        return self._conv(a, x, self._conv_weight(names[1], self._float_weight(names),
+                                                  self.conv_dtype), None)
+
+    def _op_ScaledConvInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
+                              *_: Any) -> torch.Tensor:
+        """``_fuse``'s convolution: conv(x, w) x scale + bias, in place (2x faster than the
+        graph's three or four steps; the bias is added in float, as the graph does)."""
+        y = self._conv(a, x, self._conv_weight(names[1], self._float_weight(names),
+                                               self.conv_dtype), None)
+        return y.mul_(a["scale"]).add_(a["bias"])
+
+    @staticmethod
+    def _op_Snake(a: Any, n: Any, x: torch.Tensor, alpha: torch.Tensor,
+                  inverse: torch.Tensor) -> torch.Tensor:
+        """x + sin(alpha x)^2 / alpha, in place on one temporary."""
+        y = torch.mul(x, alpha)
+        y.sin_()
+        y.square_()
+        y.mul_(inverse)
+        return y.add_(x)
+
+    @staticmethod
+    def _op_AffineNorm(a: Any, n: Any, x: torch.Tensor, gain: torch.Tensor,
+                       shift: torch.Tensor) -> torch.Tensor:
+        """gain (x - mean) / sqrt(var + eps) + shift over ``dims``, the map in one pass.
+        (``torch.var_mean`` would take one pass fewer, but over the time axis of a channels-last
+        tensor it runs 4x slower than these.)"""
+        mean = x.mean(dim=a["dims"], keepdim=True)
+        centred = x - mean
+        var = (centred * centred).mean(dim=a["dims"], keepdim=True)
+        scale = gain * torch.rsqrt(var + a["eps"])
+        return torch.addcmul(shift - mean * scale, x, scale)
 
     def _op_MatMulInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
                           *_: Any) -> torch.Tensor:
         return torch.matmul(x.float(), self._float_weight(names))
 
+    def _conv_weight(self, key: str | None, weight: torch.Tensor,
+                     dtype: torch.dtype) -> torch.Tensor:
+        """``weight`` (out, in, k) as a (out, in, 1, k) channels-last tensor of ``dtype``, made
+        once per constant ``key`` (a thread that races another makes the same tensor); a weight
+        that is no constant (``key`` None) is converted on every call."""
+        cached = self._conv_weights.get((key, dtype)) if key else None
+        if cached is None:
+            cached = weight.to(dtype).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            if key:
+                self._conv_weights[key, dtype] = cached
+        return cached
+
     @staticmethod
-    def _conv(a: Mapping[str, Any], x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        y = F.conv1d(x.to(dtype), w.to(dtype), None if b is None else b.to(dtype),
-                     stride=a.get("strides", [1])[0], padding=a.get("pads", [0, 0])[0],
-                     dilation=a.get("dilations", [1])[0], groups=a.get("group", 1))
-        return y.float()
+    def _conv(a: Mapping[str, Any], x: torch.Tensor, w4: torch.Tensor,
+              b: torch.Tensor | None) -> torch.Tensor:
+        """A 1-d convolution run as a 2-d one of height 1 in channels-last layout: oneDNN then
+        convolves without reordering its input and output (2-5x faster on the decoder's long
+        windows). The result is float32 (batch, channels, time) with channels-last strides,
+        which element-wise operators keep, so the next convolution's input needs no reorder."""
+        x4 = x.unsqueeze(2).to(dtype=w4.dtype, memory_format=torch.channels_last)
+        y = F.conv2d(x4, w4, None if b is None else b.to(w4.dtype),
+                     stride=(1, a.get("strides", [1])[0]), padding=(0, a.get("pads", [0, 0])[0]),
+                     dilation=(1, a.get("dilations", [1])[0]), groups=a.get("group", 1))
+        return y.squeeze(2).float()
 
-    def _op_Conv(self, a: Any, n: Any, x: torch.Tensor, w: torch.Tensor,
+    def _op_Conv(self, a: Any, names: Sequence[str], x: torch.Tensor, w: torch.Tensor,
                  b: torch.Tensor | None = None) -> torch.Tensor:
-        return self._conv(a, x, w, b)
+        key = names[1] if names[1] in self._consts else None
+        return self._conv(a, x.float(), self._conv_weight(key, w, torch.float32), b)
 
-    def _op_ConvTranspose(self, a: Any, n: Any, x: torch.Tensor, w: torch.Tensor,
+    def _op_ConvTranspose(self, a: Any, names: Sequence[str], x: torch.Tensor, w: torch.Tensor,
                           b: torch.Tensor | None = None) -> torch.Tensor:
-        return F.conv_transpose1d(
-            x, w, b, stride=a.get("strides", [1])[0], padding=a.get("pads", [0, 0])[0],
-            output_padding=a.get("output_padding", [0])[0], groups=a.get("group", 1),
-            dilation=a.get("dilations", [1])[0])
+        """In channels-last layout, like ``_conv`` (about 3x faster than ``conv_transpose1d``)."""
+        key = names[1] if names[1] in self._consts else None
+        w4 = self._conv_weight(key, w, torch.float32)
+        x4 = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        return F.conv_transpose2d(
+            x4, w4, b, stride=(1, a.get("strides", [1])[0]), padding=(0, a.get("pads", [0, 0])[0]),
+            output_padding=(0, a.get("output_padding", [0])[0]), groups=a.get("group", 1),
+            dilation=(1, a.get("dilations", [1])[0])).squeeze(2)
 
     # -- element-wise ------------------------------------------------------------------------------
 
@@ -333,6 +617,8 @@ class TorchGraph:
         while len(torch_pads) > 2 and torch_pads[-2:] == [0, 0]:
             torch_pads = torch_pads[:-2]  # reflect padding pads only the last axes
         if a.get("mode", b"constant") == b"reflect":
+            if rank == 3 and len(torch_pads) == 2 and x.stride(1) == 1:
+                return _reflect_channels_last(x, *torch_pads)
             return F.pad(x, torch_pads, mode="reflect")
         return F.pad(x, torch_pads, value=0.0 if value is None else float(value))
 

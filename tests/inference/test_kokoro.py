@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from inference.conversion import f0_stats
 from inference.engine import (
@@ -42,7 +43,7 @@ from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
 from inference.onnx_graphs import cpu_session
 from inference.speaker import SpeakerEncoder, cosine
-from inference.torch_graph import bf16_matrix_units
+from inference.torch_graph import TorchGraph, bf16_matrix_units
 from inference.voice_registry import VoiceRegistry
 from tests.asr import recognize, word_overlap
 from tests.whisper_asr import transcribe, word_error_rate
@@ -159,7 +160,7 @@ def test_the_torch_decoder_keeps_the_voice(onnx_engine: KokoroEngine,
     rounded to 8 bits) but the same voice saying the same words: the same spectrum to within
     noise, and the speaker encoder hears one speaker (a different stock voice scores 0.6-0.8)."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
-    assert engine.decoder_kind == torch_decoder() and engine.decode_lanes() == 2
+    assert engine.decoder_kind == torch_decoder() and engine.decode_lanes() == 1
     encoder = SpeakerEncoder()
     for voice in ("jf_gongitsune", "jm_kumo"):
         unit = SynthesisUnit(SENTENCE, voice)
@@ -177,7 +178,10 @@ def test_the_torch_decoder_keeps_the_voice(onnx_engine: KokoroEngine,
 def test_parallel_lanes_decode_what_one_lane_decodes(assets: KokoroAssets) -> None:
     """Two requests decoded in the same ticks, on two lanes, get exactly the audio each gets
     alone: the lanes share no state."""
-    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
+    threads = torch.get_num_threads()
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2), assets=assets)
+    torch.set_num_threads(threads)  # the engine set one thread per lane for the whole process
+    assert engine.decode_lanes() == 2
     units = {RequestId(1): SynthesisUnit(SENTENCE, "jm_kumo"),
              RequestId(2): SynthesisUnit(SHORT, "jf_nezumi")}
     alone = {rid: stream(engine, unit, rid=int(rid))[0] for rid, unit in units.items()}
@@ -195,6 +199,27 @@ def test_parallel_lanes_decode_what_one_lane_decodes(assets: KokoroAssets) -> No
     for rid in units:
         engine.release(rid)
         assert np.array_equal(np.concatenate(chunks[rid]), alone[rid])
+
+
+def test_the_fused_body_computes_the_graph(onnx_engine: KokoroEngine,
+                                          assets: KokoroAssets) -> None:
+    """TorchGraph's load-time rewrites (constant folding, fused convolution epilogues, Snake and
+    instance normalisation) change no result beyond float rounding on a real window, and they
+    do apply to the decoder: it runs about a third of the graph's steps."""
+    request = onnx_engine._prepare(SynthesisUnit(SHORT, "jm_kumo"))
+    lo, hi = 10, min(request.frames, 60)
+    harmonics = cpu_session(assets.source_path, 1, False).run(
+        None, {"f0": request.f0[:, 2 * lo:2 * hi], "phase": request.phase[:, 2 * lo:2 * hi]})[0]
+    feeds = {"asr": request.asr[:, :, lo:hi], "f0": request.f0[:, 2 * lo:2 * hi],
+             "n": request.n[:, 2 * lo:2 * hi], "source": harmonics, "style": request.style}
+    fused = TorchGraph(assets.body_path, torch.float32)
+    plain = TorchGraph(assets.body_path, torch.float32, optimise=False)
+    ours, reference = fused.run(feeds)[0], plain.run(feeds)[0]
+    assert float(np.linalg.norm(ours - reference) / np.linalg.norm(reference)) < 1e-4
+    kinds = fused.operators()
+    assert {"ScaledConvInteger", "Snake", "AffineNorm"} <= set(kinds)
+    assert "ConvInteger" not in kinds and "DynamicQuantizeLinear" not in kinds
+    assert len(kinds) < 0.4 * len(plain.operators())
 
 
 def test_one_window_over_the_utterance_is_exactly_one_pass(assets: KokoroAssets) -> None:
@@ -402,7 +427,9 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
 
 
 def test_kokoro_settings_are_checked() -> None:
-    assert KokoroConfig().decoder == "onnx"
+    assert KokoroConfig().decoder == "auto" and KokoroConfig().lanes == 1
+    with pytest.raises(ValueError, match="lanes must be"):
+        KokoroConfig(lanes=3, intra_op_threads=2)
     assert KokoroConfig(decoder="auto").resolved_decoder() in ("onnx", "torch-bf16")
     with pytest.raises(ValueError, match="decoder must be one of"):
         KokoroConfig(decoder="gpu")

@@ -179,12 +179,68 @@ def test_dynamically_quantised_convolutions_run_as_float(tmp_path: Path) -> None
     def error(y: np.ndarray) -> float:
         return float(np.sqrt(np.mean((y - reference) ** 2) / np.mean(reference ** 2)))
 
+    assert TorchGraph(quantised).operators() == ["ScaledConvInteger", "LeakyRelu",
+                                                 "ScaledConvInteger"]
+    np.testing.assert_allclose(TorchGraph(quantised).run(feeds)[0],
+                               TorchGraph(quantised, optimise=False).run(feeds)[0],
+                               rtol=1e-5, atol=1e-5)
     for dtype in (torch.float32, torch.bfloat16):
         ours = TorchGraph(quantised, dtype).run(feeds)[0]
         assert ours.shape == reference.shape
         assert error(ours) < 0.03, dtype  # 8-bit weights only
         assert error(ours) < error(integer), dtype  # activations are no longer rounded
         print(f"{dtype}: {error(ours):.4f} vs ONNX Runtime int8 {error(integer):.4f}")
+
+
+def _snake_and_norm(extra_outputs: list[str]) -> onnx.ModelProto:
+    """A convolution (so the chains see channels-last tensors), reflect padding, instance
+    normalisation with a gain and shift, then Snake: the chains ``TorchGraph`` fuses."""
+    i64, f32 = np.int64, np.float32
+    nodes = [
+        _const("axes", np.array([2], i64)),
+        _const("eps", np.array(1e-5, f32)),
+        _const("two", np.array(2.0, f32)),
+        _const("pads", np.array([0, 0, 3, 0, 0, 2], i64)),
+        helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1], kernel_shape=[3]),
+        helper.make_node("Pad", ["h", "pads"], ["hp"], mode="reflect"),
+        helper.make_node("ReduceMean", ["hp", "axes"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["hp", "mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "centred"], ["square"]),
+        helper.make_node("ReduceMean", ["square", "axes"], ["var"], keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"]),
+        helper.make_node("Sqrt", ["var_eps"], ["sd"]),
+        helper.make_node("Div", ["centred", "sd"], ["normal"]),
+        helper.make_node("Mul", ["gain", "normal"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "shift"], ["norm"]),
+        helper.make_node("Mul", ["alpha", "norm"], ["ax"]),
+        helper.make_node("Sin", ["ax"], ["sin"]),
+        helper.make_node("Pow", ["sin", "two"], ["sin2"]),
+        helper.make_node("Mul", ["inverse", "sin2"], ["bump"]),
+        helper.make_node("Add", ["norm", "bump"], ["y"]),
+    ]
+    alpha = RNG.uniform(0.5, 2.0, size=(1, 8, 1)).astype(f32)
+    return _model(nodes, {"x": [1, 4, 40], "gain": [1, 8, 1], "shift": [1, 8, 1]},
+                  ["y", *extra_outputs],
+                  {"w": RNG.normal(size=(8, 4, 3)).astype(f32), "alpha": alpha,
+                   "inverse": (1.0 / alpha).astype(f32)})
+
+
+@pytest.mark.parametrize("extra_outputs", [[], ["sin"], ["centred", "sd"]])
+def test_fused_chains_match_onnx_runtime(extra_outputs: list[str]) -> None:
+    """Snake and the normalisation become one step each, unless a value inside a chain is read
+    outside it (here: a graph output), and either way the results are ONNX Runtime's."""
+    model = _snake_and_norm(extra_outputs)
+    feeds = {"x": RNG.normal(size=(1, 4, 40)).astype(np.float32),
+             "gain": RNG.uniform(0.5, 1.5, size=(1, 8, 1)).astype(np.float32),
+             "shift": RNG.normal(size=(1, 8, 1)).astype(np.float32)}
+    expected, got = _both(model, feeds)
+    for want, have in zip(expected, got, strict=True):
+        assert have.shape == want.shape
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-4)
+    operators = TorchGraph(model).operators()
+    assert ("Snake" in operators) == ("sin" not in extra_outputs)
+    assert ("AffineNorm" in operators) == ("centred" not in extra_outputs)
+    assert len(TorchGraph(model, optimise=False).operators()) == 16
 
 
 def test_unsupported_graphs_are_refused_at_load_time() -> None:
