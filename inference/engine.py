@@ -105,6 +105,10 @@ class DecodeItem:
     """
 
     request_id: RequestId
+    buffered_s: float | None = None
+    """Audio the request's client has received and not yet played, when the scheduler knows it
+    (None: offline work, or no real-time client). An engine that chooses its step size may size
+    this step to arrive before that audio runs out (``KokoroConfig.grow_chunks``)."""
 
 
 @dataclass(frozen=True)

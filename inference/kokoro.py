@@ -81,6 +81,9 @@ DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
 MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
+WINDOW_BUCKET_FRAMES = 12
+"""The PyTorch decoder's windows are a multiple of this many frames long (``_bucketed``)."""
+
 _WARMUP_TEXT = "Warming up the voice."
 _WARMUP_ID = RequestId(-1)
 
@@ -102,10 +105,19 @@ class KokoroConfig:
     first_chunk_frames: int = 12
     """Frames in a request's first chunk (12 frames = 300 ms of audio): small for fast first
     audio."""
-    chunk_frames: int = 64
-    """Frames in every later chunk (64 frames = 1.6 s of audio; with its context about 0.3 s to
-    decode on the PyTorch decoder on 2 cores with AMX, 1.1 s on ONNX Runtime: one tick, which a
-    newly arriving utterance may have to wait for)."""
+    chunk_frames: int = 128
+    """Frames in a full chunk (128 frames = 3.2 s of audio; with its context 0.5-1 s to decode
+    on the PyTorch decoder on 2 cores with AMX: one tick, which a newly arriving utterance may
+    have to wait for). Longer chunks spend less on context: 176 frames decoded per 128 kept,
+    against 112 per 64."""
+    grow_chunks: bool = True
+    """Size chunks to the client's buffer (``DecodeItem.buffered_s``): a request's first chunk is
+    the largest whose window decodes in half the audio its client has buffered (from
+    ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last. An
+    utterance that starts in silence then begins with 12, 24, 48 ... frames, so the player does
+    not run dry while a large second window decodes; one that follows audio still playing starts
+    with full chunks. False, or no buffer known: ``first_chunk_frames`` and then
+    ``chunk_frames``."""
     context_frames: int = 24
     """Frames decoded on each side of a chunk and thrown away. Besides covering the decoder's
     convolutions, a longer window brings its normalisation statistics closer to the whole
@@ -167,6 +179,8 @@ class _Request:
     words: tuple[_WordSpan, ...]
     next_frame: int = 0
     next_word: int = 0
+    last_chunk: int = 0
+    """Frames in the chunk decoded last (0 before the first)."""
     tail: _F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """The previous window's audio just past its chunk, faded out under the next chunk."""
 
@@ -216,6 +230,8 @@ class KokoroEngine:
         self._loaded: dict[str, KokoroVoice] = {}
         self._voice_source = voice_source
         self._requests: dict[RequestId, _Request] = {}
+        self._s_per_frame = 0.01
+        """Decoder seconds per window frame, a moving average (``_chunk_for``)."""
 
     @property
     def name(self) -> str:
@@ -256,7 +272,8 @@ class KokoroEngine:
             finished = result.outputs[0].finished
         self.release(_WARMUP_ID)
         if isinstance(self._decoder, _TorchDecoder):
-            self._decoder.prime(self.config.chunk_frames + 2 * self.config.context_frames)
+            for frames in _common_windows(self.config):
+                self._decoder.prime(frames)
 
     def execute(self, plan: EnginePlan) -> EngineResult:
         """Prefills (text -> frames, no audio yet), then one chunk per decode item. Raises
@@ -266,11 +283,10 @@ class KokoroEngine:
         t1 = time.perf_counter()
         if len({item.request_id for item in plan.decodes}) != len(plan.decodes):
             raise ValueError("a request appears twice among one plan's decodes")
-        ids = [item.request_id for item in plan.decodes]
-        if self._lanes is not None and len(ids) > 1:  # requests own their state: no sharing
-            outputs = tuple(self._lanes.map(self._decode_one, ids))
+        if self._lanes is not None and len(plan.decodes) > 1:  # requests own their state: no sharing
+            outputs = tuple(self._lanes.map(self._decode_one, plan.decodes))
         else:
-            outputs = tuple(map(self._decode_one, ids))
+            outputs = tuple(map(self._decode_one, plan.decodes))
         t2 = time.perf_counter()
         return EngineResult(outputs, failures, prefill_s=t1 - t0, decode_s=t2 - t1,
                             extras={"decoder_calls": float(len(outputs))})
@@ -356,7 +372,22 @@ class KokoroEngine:
 
     # -- decode ----------------------------------------------------------------------------------
 
-    def _decode_one(self, request_id: RequestId) -> RequestOutput:
+    def _chunk_for(self, request: _Request, buffered_s: float | None) -> int:
+        """The next chunk's length (``KokoroConfig.grow_chunks``). A request's first chunk is the
+        largest whose window decodes in half of ``buffered_s`` (the other half is for other
+        streams and for noise in the speed), within [first_chunk_frames, chunk_frames]; each
+        later one doubles the last, up to chunk_frames. Doubling does not follow the buffer
+        down: a stream that fell behind needs long, efficient windows to catch up."""
+        cfg = self.config
+        if not cfg.grow_chunks or buffered_s is None:
+            return cfg.first_chunk_frames if request.next_frame == 0 else cfg.chunk_frames
+        if request.last_chunk:
+            return min(cfg.chunk_frames, 2 * request.last_chunk)
+        fits = int(0.5 * buffered_s / self._s_per_frame) - cfg.context_frames
+        return max(cfg.first_chunk_frames, min(cfg.chunk_frames, fits))
+
+    def _decode_one(self, item: DecodeItem) -> RequestOutput:
+        request_id = item.request_id
         request = self._requests.get(request_id)
         if request is None:
             raise KeyError(f"request {request_id} was never prefilled or has been released")
@@ -364,9 +395,13 @@ class KokoroEngine:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
         start = request.next_frame
-        end, lo, hi = chunk_window(start, request.frames, cfg.first_chunk_frames,
-                                   cfg.chunk_frames, cfg.context_frames)
+        size = request.last_chunk = self._chunk_for(request, item.buffered_s)
+        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
+        if isinstance(self._decoder, _TorchDecoder):
+            lo, hi = _bucketed(lo, hi, request.frames)
+        began = time.perf_counter()
         window = self._run_decoder(request, lo, hi)
+        self._s_per_frame += 0.2 * ((time.perf_counter() - began) / (hi - lo) - self._s_per_frame)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))
         if fade:
@@ -422,9 +457,8 @@ class _TorchDecoder:
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
     def prime(self, frames: int) -> None:
-        """Decode one window of ``frames`` frames of silence-like input: oneDNN builds a
-        convolution's kernels the first time it sees a length (0.2-0.7 s), and most windows a
-        stream decodes have this one."""
+        """Decode one window of ``frames`` frames of silence-like input, so that oneDNN has
+        built the convolution kernels for that length (``_bucketed``)."""
         feeds: Mapping[str, _F32] = {
             "asr": np.zeros((1, 512, frames), np.float32),
             "f0": np.zeros((1, 2 * frames), np.float32),
@@ -433,6 +467,33 @@ class _TorchDecoder:
             "style": np.zeros((1, 256), np.float32),
         }
         self(**feeds)
+
+
+def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:
+    """The window ``lo:hi`` widened to a multiple of ``WINDOW_BUCKET_FRAMES`` frames where the
+    utterance has them, to the right first. oneDNN builds a convolution's kernels the first time
+    it meets an input length (0.1-0.7 s on 2 cores, as long as the window itself), and without
+    buckets nearly every utterance's last window has a new length; with them the lengths are
+    few and ``warmup`` builds them all. The extra frames are context: they cost a little time
+    and bring the window's statistics nearer the whole utterance's."""
+    want = -(-(hi - lo) // WINDOW_BUCKET_FRAMES) * WINDOW_BUCKET_FRAMES
+    hi = min(frames, lo + want)
+    return max(0, hi - want), hi
+
+
+def _common_windows(cfg: KokoroConfig) -> list[int]:
+    """The bucketed window lengths most streams decode (``warmup`` builds their kernels): those
+    of an utterance that starts in silence, its chunks doubling up to ``chunk_frames``, and the
+    first window of one that starts behind playing audio. An utterance's last window may have
+    any other bucket length; its kernels are built the first time (0.1-0.3 s, once)."""
+    context, step = cfg.context_frames, WINDOW_BUCKET_FRAMES
+    lengths = {cfg.chunk_frames + context}
+    start, size = 0, cfg.first_chunk_frames
+    while True:
+        lengths.add(min(start, context) + size + context)
+        if size == cfg.chunk_frames and start >= context:
+            return sorted({-(-n // step) * step for n in lengths})
+        start, size = start + size, min(cfg.chunk_frames, 2 * size)
 
 
 def _word_spans(words: Sequence[str], owners: Sequence[int],

@@ -281,7 +281,8 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
         spent_s += cost
         if head.prefilled:
             assert head.request_id is not None
-            decodes.append(DecodeItem(head.request_id))
+            buffered = None if stream.offline else max(0.0, stream.playout_end - now)
+            decodes.append(DecodeItem(head.request_id, buffered))
         else:
             if head.request_id is None:
                 head.request_id = state.new_request_id()

@@ -163,7 +163,8 @@ async def execute(config: LoadTestConfig, rule: FirstUnitRule | None = None) -> 
 def summarize(run: LoadTestRun) -> dict[str, Any]:
     """The report of a run: ``ttfa_ms``/``ttfa_from_first_text_ms`` ``{n,p50,p95,p99,mean,max}``,
     ``gap_ms_p99``, ``underruns {count, starved_ms, utterances_with_underruns}``, ``errors``
-    (count by code), ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct,
+    (count by code), ``per_utterance`` (each turn's session, start, words, audio, TTFA and
+    underruns as ``[s after the turn's first text, starved s]``), ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct,
     cpu_max_pct, rss_max_mb, ...}`` and ``config``."""
     utterances = run.utterances
     ttfa = [u.ttfa_ms for u in utterances if u.ttfa_ms is not None]
@@ -190,6 +191,13 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
             "utterances_with_underruns": sum(1 for u in utterances if u.underruns),
         },
         "errors": dict(sorted(run.errors.items())),
+        "per_utterance": [
+            {"session": u.session, "turn": u.turn, "started_s": round(u.started_s, 3),
+             "words": u.words, "audio_s": round(u.audio_s, 2), "completed": u.completed,
+             "ttfa_ms": None if u.ttfa_ms is None else round(u.ttfa_ms, 1),
+             "underruns": [[round(at - u.started_s, 3), round(starved, 3)]
+                           for at, starved in u.underruns]}
+            for u in utterances],
         "audio_s": round(audio_s, 2),
         "wall_s": round(run.wall_s, 2),
         "audio_s_per_s": round(audio_s / run.wall_s, 3) if run.wall_s > 0 else None,

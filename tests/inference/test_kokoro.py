@@ -31,7 +31,7 @@ from inference.engine import (
     SynthesisUnit,
     WordTiming,
 )
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine, _bucketed
 from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
     KokoroAssets,
@@ -247,6 +247,37 @@ def test_streamed_matches_one_pass(engine: KokoroEngine) -> None:
     rate = engine.sample_rate_hz
     assert word_error_rate(SENTENCE, transcribe(audio, rate, "en")) <= word_error_rate(
         SENTENCE, transcribe(one_pass, rate, "en")) + 0.1
+
+
+def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
+        assets: KokoroAssets) -> None:
+    """With the client's buffer known, an utterance that starts in silence gets 12, 24, 48 ...
+    frames (each window decodes while the audio before it plays) and one that starts behind
+    seconds of buffered audio gets full chunks at once; the PyTorch decoder's windows are whole
+    buckets, so their lengths are few."""
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
+    cfg = engine.config
+    text = " ".join([SENTENCE] * 3)
+
+    def chunk_frames(buffered_s: float) -> list[int]:
+        rid = RequestId(7)
+        engine.execute(EnginePlan(prefills=(PrefillItem(rid, SynthesisUnit(text, "jm_kumo")),)))
+        frames, finished = [], False
+        while not finished:
+            out = engine.execute(EnginePlan(decodes=(DecodeItem(rid, buffered_s),))).outputs[0]
+            frames.append(len(out.audio) // SAMPLES_PER_FRAME)
+            finished = out.finished
+        engine.release(rid)
+        return frames
+
+    cold = chunk_frames(0.0)
+    growing = [min(cfg.chunk_frames, cfg.first_chunk_frames * 2 ** k) for k in range(4)]
+    assert cold[:4] == growing and set(cold[4:-1]) == {cfg.chunk_frames}
+    warm = chunk_frames(30.0)
+    assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold)
+    assert _bucketed(0, 36, 500) == (0, 36) and _bucketed(0, 37, 500) == (0, 48)
+    assert _bucketed(100, 150, 156) == (96, 156)  # widened to the left at the utterance's end
+    assert _bucketed(0, 20, 20) == (0, 20)  # a whole utterance shorter than a bucket
 
 
 def test_same_text_gives_the_same_audio(engine: KokoroEngine) -> None:

@@ -388,6 +388,28 @@ def test_offline_streams_only_use_ticks_no_live_stream_needs() -> None:
     assert len(h.audio_events(1)) == 20
 
 
+def test_decode_items_carry_what_the_client_has_buffered() -> None:
+    """A live stream's decode item says how much audio its client holds unplayed (the engine
+    may size its step to it); an offline stream's says nothing."""
+    h = Harness(SchedulerConfig(max_batch=1))
+    h.open(1)
+    h.submit(1, "a b c d")
+    h.tick()  # prefill
+    plan = h.tick()
+    assert plan.decodes[0].buffered_s == 0.0  # nothing played yet: silence
+    h.tick()
+    h.tick()  # 0.3 s of audio sent
+    h.now += 0.05
+    plan = h.tick()
+    assert plan.decodes[0].buffered_s == pytest.approx(0.25)
+    offline = Harness(SchedulerConfig(max_batch=1))
+    offline.open(1)
+    offline.state.streams[1].offline = True
+    offline.submit(1, "a long book")
+    offline.tick()  # prefill
+    assert offline.tick().decodes[0].buffered_s is None
+
+
 def test_a_missed_deadline_refuses_newcomers_for_a_while() -> None:
     clock = [100.0]
     scheduler = Scheduler(FakeEngine(prefill_cost_s=0, decode_cost_s=0),
