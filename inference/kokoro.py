@@ -474,8 +474,9 @@ def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:
     utterance has them, to the right first. oneDNN builds a convolution's kernels the first time
     it meets an input length (0.1-0.7 s on 2 cores, as long as the window itself), and without
     buckets nearly every utterance's last window has a new length; with them the lengths are
-    few and ``warmup`` builds them all. The extra frames are context: they cost a little time
-    and bring the window's statistics nearer the whole utterance's."""
+    few, and ``warmup`` builds the common ones (``_common_windows``). The extra frames are
+    context: they cost a little time and bring the window's statistics nearer the whole
+    utterance's."""
     want = -(-(hi - lo) // WINDOW_BUCKET_FRAMES) * WINDOW_BUCKET_FRAMES
     hi = min(frames, lo + want)
     return max(0, hi - want), hi

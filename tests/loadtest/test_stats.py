@@ -114,3 +114,22 @@ def test_no_audio_gives_no_playout_and_bad_input_raises() -> None:
         simulate_playout([Chunk(1.0, 0.1), Chunk(0.5, 0.1)], buffer_s=0.0)
     with pytest.raises(ValueError, match=">= 0"):
         simulate_playout([Chunk(0.0, 0.1)], buffer_s=-0.1)
+
+
+def test_the_report_lists_each_utterance_with_its_underruns() -> None:
+    """``summarize`` keeps each turn's underruns, timed from the turn's first text, so a
+    pattern (every utterance starving at the same point) shows in the JSON."""
+    from loadtest.agent import AgentOutcome, UtteranceResult
+    from loadtest.runner import LoadTestConfig, LoadTestRun, summarize
+
+    turn = UtteranceResult(session=1, turn=0, started_s=2.0, words=12, completed=True,
+                           audio_s=4.0, ttfa_ms=350.0, ttfa_from_first_text_ms=600.0,
+                           gaps_ms=(10.0,), underruns=((3.1, 0.25), (4.0, 0.05)), level=(),
+                           error_codes=())
+    run = LoadTestRun(LoadTestConfig(url="ws://x"), started_s=0.0, wall_s=10.0,
+                      outcomes=[AgentOutcome(1, [turn])], server_pid=None)
+    report = summarize(run)
+    assert report["underruns"]["count"] == 2
+    assert report["per_utterance"] == [
+        {"session": 1, "turn": 0, "started_s": 2.0, "words": 12, "audio_s": 4.0,
+         "completed": True, "ttfa_ms": 350.0, "underruns": [[1.1, 0.25], [2.0, 0.05]]}]
