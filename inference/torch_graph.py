@@ -115,6 +115,13 @@ class _Chains:
             return None
         return found[0]
 
+    def follow(self, k: int, op: _Op) -> tuple[int, str] | None:
+        """The one step that reads step ``k``'s output, if it is the two-input ``op``, with its
+        other input."""
+        found = self.sole_reader(self.output(k), op)
+        other = None if found is None else self.other(self.steps[found][1], self.output(k))
+        return None if found is None or other is None else (found, other)
+
     @staticmethod
     def other(names: Sequence[str], name: str) -> str | None:
         """The input of a two-input step that is not ``name``."""
@@ -307,15 +314,12 @@ class TorchGraph:
         square = c.sole_reader(c.output(sin), self._op_Pow)
         if square is None or not c.is_scalar(c.steps[square][1][1], 2.0):
             return None
-        scaled = c.sole_reader(c.output(square), _PLAIN_OPS["Mul"])
-        inverse = None if scaled is None else c.other(c.steps[scaled][1], c.output(square))
-        if scaled is None or inverse is None:
+        over_alpha = c.follow(square, _PLAIN_OPS["Mul"])
+        plus_x = None if over_alpha is None else c.follow(over_alpha[0], _PLAIN_OPS["Add"])
+        if over_alpha is None or plus_x is None or plus_x[1] != x:
             return None
-        total = c.sole_reader(c.output(scaled), _PLAIN_OPS["Add"])
-        if total is None or c.other(c.steps[total][1], c.output(scaled)) != x:
-            return None
-        return ([k, sin, square, scaled, total],
-                (self._op_Snake, [x, alpha, inverse], c.steps[total][2], {}))
+        return ([k, sin, square, over_alpha[0], plus_x[0]],
+                (self._op_Snake, [x, alpha, over_alpha[1]], c.steps[plus_x[0]][2], {}))
 
     def _match_norm(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
         """Instance normalisation with an affine map: ReduceMean(x) -> Sub(x, mean) -> Mul(d, d)
@@ -342,23 +346,20 @@ class TorchGraph:
         var = c.sole_reader(c.output(square), self._op_ReduceMean)
         if var is None or c.steps[var][1][1:] != names[1:] or c.steps[var][3] != attrs:
             return None
-        plus = c.sole_reader(c.output(var), _PLAIN_OPS["Add"])
-        eps = None if plus is None else c.other(c.steps[plus][1], c.output(var))
-        if plus is None or eps is None or not c.is_scalar(eps):
+        found = c.follow(var, _PLAIN_OPS["Add"])
+        if found is None or not c.is_scalar(found[1]):
             return None
+        plus, eps = found
         root = c.sole_reader(c.output(plus), _PLAIN_OPS["Sqrt"])
         if root is None or c.sole_reader(c.output(root), self._op_Div) != div:
             return None
         if c.steps[div][1] != [centred, c.output(root)]:
             return None
-        times = c.sole_reader(c.output(div), _PLAIN_OPS["Mul"])
-        gain = None if times is None else c.other(c.steps[times][1], c.output(div))
-        if times is None or gain is None:
+        scaled = c.follow(div, _PLAIN_OPS["Mul"])
+        shifted = None if scaled is None else c.follow(scaled[0], _PLAIN_OPS["Add"])
+        if scaled is None or shifted is None:
             return None
-        plus_shift = c.sole_reader(c.output(times), _PLAIN_OPS["Add"])
-        shift = None if plus_shift is None else c.other(c.steps[plus_shift][1], c.output(times))
-        if plus_shift is None or shift is None:
-            return None
+        (times, gain), (plus_shift, shift) = scaled, shifted
         fused = {"dims": dims, "eps": float(c.consts[eps])}
         return ([k, sub, square, var, plus, root, div, times, plus_shift],
                 (self._op_AffineNorm, [x, gain, shift], c.steps[plus_shift][2], fused))
