@@ -17,10 +17,10 @@ that rounding is worth (the Kokoro decoder's tests and docs/benchmarks.md measur
 Speed. At load time (``optimise``, the default) the quantisation steps and everything computed
 from constants alone are folded away, and three chains the decoder repeats become one step each:
 a convolution with its bias and rescaling, the Snake activation and adaptive instance
-normalisation (``_fuse``): 1968 steps become 715. Convolutions run as 2-d convolutions of height
-1 in channels-last layout, which oneDNN runs without reordering its operands, and element-wise
-operators keep that layout. On Kokoro's decoder this is about 2.2x faster than the plain
-node-by-node run (docs/benchmarks.md).
+normalisation (``inference.graph_rewrites``): 1968 steps become 715. Convolutions run as 2-d
+convolutions of height 1 in channels-last layout, which oneDNN runs without reordering its
+operands, and element-wise operators keep that layout. On Kokoro's decoder this is about 2.2x
+faster than the plain node-by-node run (docs/benchmarks.md).
 
 Only the operators and attribute values the graphs we run use are implemented; ``TorchGraph``
 refuses any other at load time (``ValueError``), never at run time. It is thread-safe: each run
@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
+from inference.graph_rewrites import Operators, Step, affine_norm, fold, fuse, snake
+
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 11: torch.float64}
 _Op = Callable[..., Any]
-_Step = tuple[_Op, list[str], list[str], dict[str, Any]]
-"""An operator, its input names ("" for an omitted optional one), output names, attributes."""
 _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Sqrt": torch.sqrt, "Sin": torch.sin, "Cos": torch.cos, "Atan": torch.atan, "Exp": torch.exp,
     "Tanh": torch.tanh, "Floor": torch.floor}
@@ -94,47 +94,6 @@ def _reflect_channels_last(x: torch.Tensor, left: int, right: int) -> torch.Tens
     return x.transpose(1, 2).index_select(1, index).transpose(1, 2)
 
 
-class _Chains:
-    """What ``TorchGraph._fuse``'s matchers read: the steps, who reads each value, constants."""
-
-    def __init__(self, steps: list[_Step], outputs: set[str],
-                 consts: Mapping[str, torch.Tensor]) -> None:
-        self.steps, self.outputs, self.consts = steps, outputs, consts
-        self.readers: dict[str, list[int]] = {}
-        for k, (_, names, _, _) in enumerate(steps):
-            for name in dict.fromkeys(names):
-                self.readers.setdefault(name, []).append(k)
-
-    def output(self, k: int) -> str:
-        return self.steps[k][2][0]
-
-    def sole_reader(self, name: str, op: _Op) -> int | None:
-        """The one step that reads ``name``, if it is ``op`` and ``name`` is no graph output."""
-        found = self.readers.get(name, [])
-        if len(found) != 1 or name in self.outputs or self.steps[found[0]][0] != op:
-            return None
-        return found[0]
-
-    def follow(self, k: int, op: _Op) -> tuple[int, str] | None:
-        """The one step that reads step ``k``'s output, if it is the two-input ``op``, with its
-        other input."""
-        found = self.sole_reader(self.output(k), op)
-        other = None if found is None else self.other(self.steps[found][1], self.output(k))
-        return None if found is None or other is None else (found, other)
-
-    @staticmethod
-    def other(names: Sequence[str], name: str) -> str | None:
-        """The input of a two-input step that is not ``name``."""
-        rest = [n for n in names if n != name]
-        return rest[0] if len(rest) == 1 else None
-
-    def is_scalar(self, name: str, value: float | None = None) -> bool:
-        """Whether ``name`` is a one-value constant (equal to ``value`` if given)."""
-        const = self.consts.get(name)
-        return const is not None and const.numel() == 1 and (
-            value is None or float(const) == value)
-
-
 class TorchGraph:
     """An ONNX graph evaluated node by node with PyTorch. ``conv_dtype`` is the precision of the
     integer convolutions, run in float (``torch.bfloat16`` or ``torch.float32``: their 8-bit
@@ -152,7 +111,7 @@ class TorchGraph:
         self.inputs = [i.name for i in graph.input if i.name not in self._consts]
         self.outputs = [o.name for o in graph.output]
         atan_inputs = {n.input[0] for n in graph.node if n.op_type == "Atan"}
-        self._steps: list[_Step] = []
+        self._steps: list[Step] = []
         for node in graph.node:
             if node.domain not in ("", "ai.onnx"):
                 raise ValueError(f"{node.name}: operator domain {node.domain!r} is not supported")
@@ -170,7 +129,13 @@ class TorchGraph:
             self._check(node.name, op_type, attrs)
             self._steps.append((op, list(node.input), list(node.output), attrs))
         if optimise:
-            self._steps = self._fuse(self._fold(self._steps))
+            folded = fold(self._steps, self._consts, self.outputs,
+                          self._op_DynamicQuantizeLinear)
+            self._steps = fuse(folded, self._consts, self.outputs, Operators(
+                conv_integer=self._op_ConvInteger, scaled_conv_integer=self._op_ScaledConvInteger,
+                cast=self._op_Cast, reduce_mean=self._op_ReduceMean, div=self._op_Div,
+                pow=self._op_Pow, mul=_PLAIN_OPS["Mul"], add=_PLAIN_OPS["Add"],
+                sub=_PLAIN_OPS["Sub"], sin=_PLAIN_OPS["Sin"], sqrt=_PLAIN_OPS["Sqrt"]))
         self._last_use: dict[str, int] = {}
         for k, (_, names, _, _) in enumerate(self._steps):
             for name in names:
@@ -186,8 +151,9 @@ class TorchGraph:
     def operators(self) -> list[str]:
         """The operator of every step run, in order, fused ones by their own names (``Snake``,
         ``AffineNorm``, ``ScaledConvInteger``)."""
-        plain = {op: op_type for op_type, op in _PLAIN_OPS.items()}
-        return [plain.get(op) or op.__name__.removeprefix("_op_") for op, _, _, _ in self._steps]
+        named = {op: op_type for op_type, op in _PLAIN_OPS.items()}
+        named.update({snake: "Snake", affine_norm: "AffineNorm"})
+        return [named.get(op) or op.__name__.removeprefix("_op_") for op, _, _, _ in self._steps]
 
     def run(self, feeds: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         """The graph's outputs for ``feeds`` (every input by name), as numpy arrays."""
@@ -210,159 +176,6 @@ class TorchGraph:
                     if self._last_use.get(name) == k and name not in keep:
                         values.pop(name, None)
         return [values[name].numpy() for name in self.outputs]
-
-    # -- load-time rewrites (``optimise``) ---------------------------------------------------------
-
-    def _fold(self, steps: list[_Step]) -> list[_Step]:
-        """Quantisation as the identity, then constant folding. ``DynamicQuantizeLinear``'s
-        scale and zero point are constants (1 and 0) and its output is its input, so the step
-        goes and its readers read the input; then every step whose inputs are all constants
-        (the biases requantised to each weight's scale, the scales themselves) runs once here."""
-        alias: dict[str, str] = {}
-        kept: list[_Step] = []
-        outputs = set(self.outputs)
-        with torch.inference_mode():
-            for op, names, outs, attrs in steps:
-                names = [alias.get(name, name) for name in names]
-                if op == self._op_DynamicQuantizeLinear and not outputs & set(outs):
-                    alias[outs[0]] = names[0]
-                    self._consts[outs[1]], self._consts[outs[2]] = op(attrs, names, None)[1:]
-                    continue
-                if all(not name or name in self._consts for name in names):
-                    result = op(attrs, names, *(self._consts[n] if n else None for n in names))
-                    for name, value in zip(outs, result if len(outs) > 1 else [result],
-                                           strict=True):
-                        self._consts[name] = value
-                    continue
-                kept.append((op, names, outs, attrs))
-        for name in outputs & set(alias):
-            raise ValueError(f"graph output {name} is a quantised tensor")
-        return kept
-
-    def _fuse(self, steps: list[_Step]) -> list[_Step]:
-        """Replace the chains the decoder repeats by one step each: a convolution with its
-        requantised bias and rescaling, the Snake activation, adaptive instance normalisation.
-        Each runs in one or two passes over its tensor instead of 3-9, which on the decoder's
-        long windows is most of what element-wise operators cost. A chain is replaced only when
-        nothing outside it reads its intermediate values."""
-        chains = _Chains(steps, set(self.outputs), self._consts)
-        matchers = {self._op_ConvInteger: self._match_conv, _PLAIN_OPS["Mul"]: self._match_snake,
-                    self._op_ReduceMean: self._match_norm}
-        replaced: dict[int, _Step] = {}
-        dropped: set[int] = set()
-        for k, (op, _, _, _) in enumerate(steps):
-            matcher = matchers.get(op)
-            found = None if k in dropped or matcher is None else matcher(chains, k)
-            if found is not None:
-                indices, step = found
-                dropped.update(indices)
-                replaced[indices[-1]] = step
-        return [replaced.get(k, step) for k, step in enumerate(steps)
-                if k not in dropped or k in replaced]
-
-    def _match_conv(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
-        """ConvInteger -> [Add(requantised bias)] -> Cast(float) -> Mul(scale) -> [Add(bias)]:
-        Kokoro's export adds the bias before rescaling, ``quantize_dynamic`` after."""
-        _, names, _, attrs = c.steps[k]
-        channels = self._consts[names[1]].shape[0]
-        add = _PLAIN_OPS["Add"]
-
-        def next_step(op: _Op) -> tuple[int | None, torch.Tensor | None]:
-            """The chain's next step if it is ``op``, and its other input as (1, channels, 1)
-            if that is a constant of one value or one per output channel."""
-            value = c.output(chain[-1])
-            found = c.sole_reader(value, op)
-            name = None if found is None else c.other(c.steps[found][1], value)
-            const = None if name is None else c.consts.get(name)
-            if const is None or const.numel() not in (1, channels):
-                return found, None
-            return found, const.float().reshape(-1).expand(channels).reshape(1, -1, 1)
-
-        chain = [k]
-        bias = torch.zeros(1, channels, 1)
-        found, const = next_step(add)
-        if found is not None and const is not None:
-            chain.append(found)
-            bias = const
-        found, _ = next_step(self._op_Cast)
-        if found is None or c.steps[found][3]["to"] != onnx.TensorProto.FLOAT:
-            return None
-        chain.append(found)
-        found, scale = next_step(_PLAIN_OPS["Mul"])
-        if found is None or scale is None:
-            return None
-        chain.append(found)
-        bias = bias * scale
-        found, const = next_step(add)
-        if found is not None and const is not None:
-            chain.append(found)
-            bias = bias + const
-        fused = dict(attrs, scale=scale.contiguous(), bias=bias.contiguous())
-        return chain, (self._op_ScaledConvInteger, names, c.steps[chain[-1]][2], fused)
-
-    def _match_snake(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
-        """Snake, x + sin(alpha x)^2 / alpha: Mul(alpha, x) -> Sin -> Pow(2) -> Mul(1/alpha) ->
-        Add(x)."""
-        names = c.steps[k][1]
-        alpha = next((n for n in names if n in c.consts), None)
-        x = None if alpha is None else c.other(names, alpha)
-        if alpha is None or x is None or x in c.consts:
-            return None
-        sin = c.sole_reader(c.output(k), _PLAIN_OPS["Sin"])
-        if sin is None:
-            return None
-        square = c.sole_reader(c.output(sin), self._op_Pow)
-        if square is None or not c.is_scalar(c.steps[square][1][1], 2.0):
-            return None
-        over_alpha = c.follow(square, _PLAIN_OPS["Mul"])
-        plus_x = None if over_alpha is None else c.follow(over_alpha[0], _PLAIN_OPS["Add"])
-        if over_alpha is None or plus_x is None or plus_x[1] != x:
-            return None
-        return ([k, sin, square, over_alpha[0], plus_x[0]],
-                (self._op_Snake, [x, alpha, over_alpha[1]], c.steps[plus_x[0]][2], {}))
-
-    def _match_norm(self, c: _Chains, k: int) -> tuple[list[int], _Step] | None:
-        """Instance normalisation with an affine map: ReduceMean(x) -> Sub(x, mean) -> Mul(d, d)
-        -> ReduceMean -> Add(eps) -> Sqrt -> Div(d, sd) -> Mul(gain) -> Add(shift)."""
-        _, names, _, attrs = c.steps[k]
-        axes = names[1] if len(names) > 1 else ""
-        if axes:
-            dims = [int(v) for v in c.consts[axes]] if axes in c.consts else []
-        else:
-            dims = list(attrs.get("axes", []))
-        if not dims or not attrs.get("keepdims", 1):
-            return None
-        x, mean = names[0], c.output(k)
-        sub = c.sole_reader(mean, _PLAIN_OPS["Sub"])
-        if sub is None or c.steps[sub][1] != [x, mean]:
-            return None
-        centred = c.output(sub)
-        users = c.readers.get(centred, [])
-        square = next((u for u in users if c.steps[u][0] == _PLAIN_OPS["Mul"]
-                       and c.steps[u][1] == [centred, centred]), None)
-        div = next((u for u in users if c.steps[u][0] == self._op_Div), None)
-        if square is None or div is None or len(users) != 2 or centred in c.outputs:
-            return None
-        var = c.sole_reader(c.output(square), self._op_ReduceMean)
-        if var is None or c.steps[var][1][1:] != names[1:] or c.steps[var][3] != attrs:
-            return None
-        found = c.follow(var, _PLAIN_OPS["Add"])
-        if found is None or not c.is_scalar(found[1]):
-            return None
-        plus, eps = found
-        root = c.sole_reader(c.output(plus), _PLAIN_OPS["Sqrt"])
-        if root is None or c.sole_reader(c.output(root), self._op_Div) != div:
-            return None
-        if c.steps[div][1] != [centred, c.output(root)]:
-            return None
-        scaled = c.follow(div, _PLAIN_OPS["Mul"])
-        shifted = None if scaled is None else c.follow(scaled[0], _PLAIN_OPS["Add"])
-        if scaled is None or shifted is None:
-            return None
-        (times, gain), (plus_shift, shift) = scaled, shifted
-        fused = {"dims": dims, "eps": float(c.consts[eps])}
-        return ([k, sub, square, var, plus, root, div, times, plus_shift],
-                (self._op_AffineNorm, [x, gain, shift], c.steps[plus_shift][2], fused))
 
     # -- checks made at load time ----------------------------------------------------------------
 
@@ -416,33 +229,11 @@ class TorchGraph:
 
     def _op_ScaledConvInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
                               *_: Any) -> torch.Tensor:
-        """``_fuse``'s convolution: conv(x, w) x scale + bias, in place (2x faster than the
-        graph's three or four steps; the bias is added in float, as the graph does)."""
+        """``graph_rewrites.fuse``'s convolution: conv(x, w) x scale + bias, in place (2x faster
+        than the graph's three or four steps; the bias is added in float, as the graph does)."""
         y = self._conv(a, x, self._conv_weight(names[1], self._float_weight(names),
                                                self.conv_dtype), None)
         return y.mul_(a["scale"]).add_(a["bias"])
-
-    @staticmethod
-    def _op_Snake(a: Any, n: Any, x: torch.Tensor, alpha: torch.Tensor,
-                  inverse: torch.Tensor) -> torch.Tensor:
-        """x + sin(alpha x)^2 / alpha, in place on one temporary."""
-        y = torch.mul(x, alpha)
-        y.sin_()
-        y.square_()
-        y.mul_(inverse)
-        return y.add_(x)
-
-    @staticmethod
-    def _op_AffineNorm(a: Any, n: Any, x: torch.Tensor, gain: torch.Tensor,
-                       shift: torch.Tensor) -> torch.Tensor:
-        """gain (x - mean) / sqrt(var + eps) + shift over ``dims``, the map in one pass.
-        (``torch.var_mean`` would take one pass fewer, but over the time axis of a channels-last
-        tensor it runs 4x slower than these.)"""
-        mean = x.mean(dim=a["dims"], keepdim=True)
-        centred = x - mean
-        var = (centred * centred).mean(dim=a["dims"], keepdim=True)
-        scale = gain * torch.rsqrt(var + a["eps"])
-        return torch.addcmul(shift - mean * scale, x, scale)
 
     def _op_MatMulInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
                           *_: Any) -> torch.Tensor:
