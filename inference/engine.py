@@ -109,6 +109,9 @@ class DecodeItem:
     """Audio the request's client has received and not yet played, when the scheduler knows it
     (None: offline work, or no real-time client). An engine that chooses its step size may size
     this step to arrive before that audio runs out (``KokoroConfig.grow_chunks``)."""
+    competing: int = 0
+    """Other live streams with work queued when this item was planned: each needs engine time
+    before this request's next step, which an engine sizing its steps may allow for."""
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,12 @@ class KokoroConfig:
     first_chunk_frames: int = 12
     """Frames in a request's first chunk (12 frames = 300 ms of audio): small for fast first
     audio."""
+    first_chunk_per_competitor_frames: int = 24
+    """Frames added to a request's first chunk for each other stream with work queued
+    (``DecodeItem.competing``). Those streams' windows decode before this request's second
+    one, and 300 ms of audio cannot cover them: when two streams start together, each one's
+    12-frame start ran dry while the other's windows decoded. 36 frames (0.9 s) carry it through
+    one other window, for about 0.1 s more time to first audio."""
     chunk_frames: int = 128
     """Frames in a full chunk (128 frames = 3.2 s of audio; with its context 0.5-1 s to decode
     on the PyTorch decoder on 2 cores with AMX: one tick, which a newly arriving utterance may
@@ -142,6 +148,8 @@ class KokoroConfig:
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
             raise ValueError("chunk sizes and thread count must be at least 1")
+        if self.first_chunk_per_competitor_frames < 0:
+            raise ValueError("first_chunk_per_competitor_frames must not be negative")
         if not 0 <= self.crossfade_frames <= self.context_frames:
             raise ValueError("crossfade_frames must be between 0 and context_frames")
         if not 1 <= self.lanes <= self.intra_op_threads:
@@ -372,19 +380,22 @@ class KokoroEngine:
 
     # -- decode ----------------------------------------------------------------------------------
 
-    def _chunk_for(self, request: _Request, buffered_s: float | None) -> int:
+    def _chunk_for(self, request: _Request, item: DecodeItem) -> int:
         """The next chunk's length (``KokoroConfig.grow_chunks``). A request's first chunk is the
-        largest whose window decodes in half of ``buffered_s`` (the other half is for other
-        streams and for noise in the speed), within [first_chunk_frames, chunk_frames]; each
-        later one doubles the last, up to chunk_frames. Doubling does not follow the buffer
-        down: a stream that fell behind needs long, efficient windows to catch up."""
+        largest whose window decodes in half of ``item.buffered_s`` (the other half is for other
+        streams and for noise in the speed), within [first_chunk_frames + first_chunk_per_
+        competitor_frames per competing stream, chunk_frames]; each later one doubles the last,
+        up to chunk_frames. Doubling does not follow the buffer down: a stream that fell behind
+        needs long, efficient windows to catch up."""
         cfg = self.config
-        if not cfg.grow_chunks or buffered_s is None:
+        if not cfg.grow_chunks or item.buffered_s is None:
             return cfg.first_chunk_frames if request.next_frame == 0 else cfg.chunk_frames
         if request.last_chunk:
             return min(cfg.chunk_frames, 2 * request.last_chunk)
-        fits = int(0.5 * buffered_s / self._s_per_frame) - cfg.context_frames
-        return max(cfg.first_chunk_frames, min(cfg.chunk_frames, fits))
+        least = min(cfg.chunk_frames, cfg.first_chunk_frames
+                    + item.competing * cfg.first_chunk_per_competitor_frames)
+        fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.context_frames
+        return max(least, min(cfg.chunk_frames, fits))
 
     def _decode_one(self, item: DecodeItem) -> RequestOutput:
         request_id = item.request_id
@@ -395,7 +406,7 @@ class KokoroEngine:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
         start = request.next_frame
-        size = request.last_chunk = self._chunk_for(request, item.buffered_s)
+        size = request.last_chunk = self._chunk_for(request, item)
         end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
         if isinstance(self._decoder, _TorchDecoder):
             lo, hi = _bucketed(lo, hi, request.frames)
@@ -447,7 +458,7 @@ class _TorchDecoder:
 
     def __init__(self, assets: KokoroAssets, bf16: bool, threads: int) -> None:
         torch.set_num_threads(threads)  # process-wide: PyTorch has no per-call thread count
-        self._source = cpu_session(assets.source_path, 1, False)
+        self._source = cpu_session(assets.source_path, threads, False)
         self._body = TorchGraph(assets.body_path, torch.bfloat16 if bf16 else torch.float32)
 
     def __call__(self, asr: _F32, f0: _F32, n: _F32, phase: _F32, style: _F32) -> _F32:
@@ -484,17 +495,20 @@ def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:
 
 def _common_windows(cfg: KokoroConfig) -> list[int]:
     """The bucketed window lengths most streams decode (``warmup`` builds their kernels): those
-    of an utterance that starts in silence, its chunks doubling up to ``chunk_frames``, and the
-    first window of one that starts behind playing audio. An utterance's last window may have
-    any other bucket length; its kernels are built the first time (0.1-0.3 s, once)."""
+    of an utterance that starts in silence, alone or beside one other stream, its chunks
+    doubling up to ``chunk_frames``, and the first window of one that starts behind playing
+    audio. An utterance's last window may have any other bucket length; its kernels are built
+    the first time (0.1-0.3 s, once)."""
     context, step = cfg.context_frames, WINDOW_BUCKET_FRAMES
     lengths = {cfg.chunk_frames + context}
-    start, size = 0, cfg.first_chunk_frames
-    while True:
+    for first in (cfg.first_chunk_frames,
+                  cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames):
+        start, size = 0, min(cfg.chunk_frames, first)
+        while not (size == cfg.chunk_frames and start >= context):
+            lengths.add(min(start, context) + size + context)
+            start, size = start + size, min(cfg.chunk_frames, 2 * size)
         lengths.add(min(start, context) + size + context)
-        if size == cfg.chunk_frames and start >= context:
-            return sorted({-(-n // step) * step for n in lengths})
-        start, size = start + size, min(cfg.chunk_frames, 2 * size)
+    return sorted({-(-n // step) * step for n in lengths})
 
 
 def _word_spans(words: Sequence[str], owners: Sequence[int],

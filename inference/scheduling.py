@@ -282,7 +282,9 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
         if head.prefilled:
             assert head.request_id is not None
             buffered = None if stream.offline else max(0.0, stream.playout_end - now)
-            decodes.append(DecodeItem(head.request_id, buffered))
+            competing = sum(1 for other in state.streams.values()
+                            if other is not stream and other.units and not other.offline)
+            decodes.append(DecodeItem(head.request_id, buffered, competing))
         else:
             if head.request_id is None:
                 head.request_id = state.new_request_id()

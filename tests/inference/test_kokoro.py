@@ -252,29 +252,37 @@ def test_streamed_matches_one_pass(engine: KokoroEngine) -> None:
 def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         assets: KokoroAssets) -> None:
     """With the client's buffer known, an utterance that starts in silence gets 12, 24, 48 ...
-    frames (each window decodes while the audio before it plays) and one that starts behind
-    seconds of buffered audio gets full chunks at once; the PyTorch decoder's windows are whole
-    buckets, so their lengths are few."""
+    frames (each window decodes while the audio before it plays), or 36, 72 ... beside another
+    stream with work, and one that starts behind seconds of buffered audio gets full chunks at
+    once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
     cfg = engine.config
     text = " ".join([SENTENCE] * 3)
 
-    def chunk_frames(buffered_s: float) -> list[int]:
+    def chunk_frames(buffered_s: float, competing: int = 0) -> list[int]:
         rid = RequestId(7)
         engine.execute(EnginePlan(prefills=(PrefillItem(rid, SynthesisUnit(text, "jm_kumo")),)))
         frames, finished = [], False
         while not finished:
-            out = engine.execute(EnginePlan(decodes=(DecodeItem(rid, buffered_s),))).outputs[0]
+            item = DecodeItem(rid, buffered_s, competing)
+            out = engine.execute(EnginePlan(decodes=(item,))).outputs[0]
             frames.append(len(out.audio) // SAMPLES_PER_FRAME)
             finished = out.finished
         engine.release(rid)
         return frames
 
+    def doubling(first: int) -> list[int]:
+        return [min(cfg.chunk_frames, first * 2 ** k) for k in range(3)]
+
     cold = chunk_frames(0.0)
-    growing = [min(cfg.chunk_frames, cfg.first_chunk_frames * 2 ** k) for k in range(4)]
-    assert cold[:4] == growing and set(cold[4:-1]) == {cfg.chunk_frames}
+    assert cold[:3] == doubling(cfg.first_chunk_frames) == [12, 24, 48]
+    assert set(cold[4:-1]) == {cfg.chunk_frames}
+    shared = chunk_frames(0.0, competing=1)
+    assert shared[:3] == doubling(
+        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [36, 72, 128]
+    assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
-    assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold)
+    assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
     assert _bucketed(0, 36, 500) == (0, 36) and _bucketed(0, 37, 500) == (0, 48)
     assert _bucketed(100, 150, 156) == (96, 156)  # widened to the left at the utterance's end
     assert _bucketed(0, 20, 20) == (0, 20)  # a whole utterance shorter than a bucket

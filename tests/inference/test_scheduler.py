@@ -410,6 +410,28 @@ def test_decode_items_carry_what_the_client_has_buffered() -> None:
     assert offline.tick().decodes[0].buffered_s is None
 
 
+def test_decode_items_count_the_other_streams_with_work() -> None:
+    """``competing`` counts the other live streams with units queued: not the item's own, not
+    an offline one, not one whose work is all sent."""
+    h = Harness(SchedulerConfig(max_batch=1))
+    h.open(1)
+    h.submit(1, " ".join(["word"] * 40))
+    h.tick()  # prefill
+    assert h.tick().decodes[0].competing == 0
+    h.open(3)
+    h.state.streams[3].offline = True
+    h.submit(3, "a long book")
+    assert h.tick().decodes[0].competing == 0
+    h.open(2)
+    h.submit(2, "e f")
+    seen = {}
+    while h.state.streams[2].units:
+        for item in h.tick().decodes:
+            seen.setdefault(item.request_id, set()).add(item.competing)
+    assert list(seen.values()) == [{1}, {1}]  # stream 1 and stream 2, each beside the other
+    assert h.tick().decodes[0].competing == 0
+
+
 def test_a_missed_deadline_refuses_newcomers_for_a_while() -> None:
     clock = [100.0]
     scheduler = Scheduler(FakeEngine(prefill_cost_s=0, decode_cost_s=0),
