@@ -105,12 +105,13 @@ class KokoroConfig:
     first_chunk_frames: int = 12
     """Frames in a request's first chunk (12 frames = 300 ms of audio): small for fast first
     audio."""
-    first_chunk_per_competitor_frames: int = 24
+    first_chunk_per_competitor_frames: int = 36
     """Frames added to a request's first chunk for each other stream with work queued
     (``DecodeItem.competing``). Those streams' windows decode before this request's second
     one, and 300 ms of audio cannot cover them: when two streams start together, each one's
-    12-frame start ran dry while the other's windows decoded. 36 frames (0.9 s) carry it through
-    one other window, for about 0.1 s more time to first audio."""
+    12-frame start ran dry while the other's windows decoded. Beside one other stream the first
+    chunk is then 48 frames (1.2 s), for 0.1-0.3 s more time to first audio; in 2-session
+    loadtests 36 starved half as long as 24 (docs/benchmarks.md)."""
     chunk_frames: int = 128
     """Frames in a full chunk (128 frames = 3.2 s of audio; with its context 0.5-1 s to decode
     on the PyTorch decoder on 2 cores with AMX: one tick, which a newly arriving utterance may

@@ -252,7 +252,7 @@ def test_streamed_matches_one_pass(engine: KokoroEngine) -> None:
 def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         assets: KokoroAssets) -> None:
     """With the client's buffer known, an utterance that starts in silence gets 12, 24, 48 ...
-    frames (each window decodes while the audio before it plays), or 36, 72 ... beside another
+    frames (each window decodes while the audio before it plays), or 48, 96 ... beside another
     stream with work, and one that starts behind seconds of buffered audio gets full chunks at
     once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
@@ -279,7 +279,7 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
     assert set(cold[4:-1]) == {cfg.chunk_frames}
     shared = chunk_frames(0.0, competing=1)
     assert shared[:3] == doubling(
-        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [36, 72, 128]
+        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [48, 96, 128]
     assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
     assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
