@@ -35,7 +35,7 @@ words (docs/benchmarks.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +146,14 @@ class KokoroConfig:
     more lanes give a little more throughput, but a tick lasts as long as its longest window,
     so a new utterance's small first window waits for another stream's large one."""
 
+    slice_ms: float | None = None
+    """PyTorch decoder only: a window decodes for at most about this long per tick (between two
+    of its graph's steps), then hands the engine back to the scheduler, which may run a more
+    urgent stream's window before it resumes this one. None: a window runs to its end."""
+
     def __post_init__(self) -> None:
+        if self.slice_ms is not None and not self.slice_ms > 0:
+            raise ValueError("slice_ms must be positive (or absent)")
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
             raise ValueError("chunk sizes and thread count must be at least 1")
         if self.first_chunk_per_competitor_frames < 0:
@@ -174,6 +181,19 @@ class _WordSpan:
 
 
 @dataclass
+class _Window:
+    """Frames [start, end) of a request, decoded as [lo, hi) one graph step at a time."""
+
+    start: int
+    end: int
+    lo: int
+    hi: int
+    steps: Generator[None, None, _F32]
+    spent_s: float = 0.0
+    """Decoder time spent on it so far, over every tick."""
+
+
+@dataclass
 class _Request:
     """Per-request state from prefill to release: the frontend's frame tensors."""
 
@@ -192,6 +212,8 @@ class _Request:
     """Frames in the chunk decoded last (0 before the first)."""
     tail: _F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """The previous window's audio just past its chunk, faded out under the next chunk."""
+    window: _Window | None = None
+    """The window being decoded, when a tick paused it (``KokoroConfig.slice_ms``)."""
 
     @property
     def frames(self) -> int:
@@ -384,10 +406,10 @@ class KokoroEngine:
     def _chunk_for(self, request: _Request, item: DecodeItem) -> int:
         """The next chunk's length (``KokoroConfig.grow_chunks``). A request's first chunk is the
         largest whose window decodes in half of ``item.buffered_s`` (the other half is for other
-        streams and for noise in the speed), within [first_chunk_frames + first_chunk_per_
-        competitor_frames per competing stream, chunk_frames]; each later one doubles the last,
-        up to chunk_frames. Doubling does not follow the buffer down: a stream that fell behind
-        needs long, efficient windows to catch up."""
+        streams and for noise in the speed), within [least, chunk_frames], where ``least`` is
+        first_chunk_frames plus first_chunk_per_competitor_frames for each competing stream;
+        each later one doubles the last, up to chunk_frames. Doubling does not follow the buffer
+        down: a stream that fell behind needs long, efficient windows to catch up."""
         cfg = self.config
         if not cfg.grow_chunks or item.buffered_s is None:
             return cfg.first_chunk_frames if request.next_frame == 0 else cfg.chunk_frames
@@ -406,14 +428,30 @@ class KokoroEngine:
         if request.next_frame >= request.frames:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
-        start = request.next_frame
-        size = request.last_chunk = self._chunk_for(request, item)
-        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
-        if isinstance(self._decoder, _TorchDecoder):
-            lo, hi = _bucketed(lo, hi, request.frames)
         began = time.perf_counter()
-        window = self._run_decoder(request, lo, hi)
-        self._s_per_frame += 0.2 * ((time.perf_counter() - began) / (hi - lo) - self._s_per_frame)
+        if request.window is not None:  # resumed where the last tick paused it
+            start, end, lo, hi = (request.window.start, request.window.end, request.window.lo,
+                                  request.window.hi)
+        else:
+            start = request.next_frame
+            size = request.last_chunk = self._chunk_for(request, item)
+            end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
+            if isinstance(self._decoder, _TorchDecoder):
+                lo, hi = _bucketed(lo, hi, request.frames)
+        if cfg.slice_ms is not None and isinstance(self._decoder, _TorchDecoder):
+            if request.window is None:
+                request.window = _Window(start, end, lo, hi, self._decoder.steps(
+                    *self._decoder_inputs(request, lo, hi)))
+            paused = request.window
+            done = _advance(paused.steps, began + cfg.slice_ms / 1000.0)
+            paused.spent_s += time.perf_counter() - began
+            if done is None:
+                return RequestOutput(request_id, np.zeros(0, np.float32), (), False)
+            window, spent_s, request.window = done, paused.spent_s, None
+        else:
+            window = self._run_decoder(request, lo, hi)
+            spent_s = time.perf_counter() - began
+        self._s_per_frame += 0.2 * (spent_s / (hi - lo) - self._s_per_frame)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))
         if fade:
@@ -424,9 +462,13 @@ class KokoroEngine:
         return self._emit(request_id, request, end, audio)
 
     def _run_decoder(self, request: _Request, lo: int, hi: int) -> _F32:
-        return self._decoder(request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi],
-                             request.n[:, 2 * lo:2 * hi], request.phase[:, 2 * lo:2 * hi],
-                             request.style)
+        return self._decoder(*self._decoder_inputs(request, lo, hi))
+
+    @staticmethod
+    def _decoder_inputs(request: _Request, lo: int, hi: int) -> tuple[_F32, ...]:
+        """asr, f0, n, phase and style for frames [lo, hi)."""
+        return (request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi],
+                request.n[:, 2 * lo:2 * hi], request.phase[:, 2 * lo:2 * hi], request.style)
 
     def _emit(self, request_id: RequestId, request: _Request, end: int,
               audio: _F32) -> RequestOutput:
@@ -463,10 +505,19 @@ class _TorchDecoder:
         self._body = TorchGraph(assets.body_path, torch.bfloat16 if bf16 else torch.float32)
 
     def __call__(self, asr: _F32, f0: _F32, n: _F32, phase: _F32, style: _F32) -> _F32:
+        audio = _advance(self.steps(asr, f0, n, phase, style), float("inf"))
+        assert audio is not None  # no time limit: it ran to the end
+        return audio
+
+    def steps(self, asr: _F32, f0: _F32, n: _F32, phase: _F32,
+              style: _F32) -> Generator[None, None, _F32]:
+        """The decode as a generator that yields between steps (``_advance`` drives it) and
+        returns the audio."""
         source = self._source.run(None, {"f0": f0, "phase": phase})[0]
-        audio = self._body.run({"asr": asr, "f0": f0, "n": n, "source": source,
-                                "style": style})[0]
-        return np.asarray(audio, dtype=np.float32).reshape(-1)
+        yield
+        outputs = yield from self._body.steps({"asr": asr, "f0": f0, "n": n, "source": source,
+                                               "style": style})
+        return np.asarray(outputs[0], dtype=np.float32).reshape(-1)
 
     def prime(self, frames: int) -> None:
         """Decode one window of ``frames`` frames of silence-like input, so that oneDNN has
@@ -479,6 +530,20 @@ class _TorchDecoder:
             "style": np.zeros((1, 256), np.float32),
         }
         self(**feeds)
+
+
+def _advance(steps: Generator[None, None, _F32], until: float) -> _F32 | None:
+    """Run ``steps`` (a decode, ``_TorchDecoder.steps``) until it returns its audio, or until
+    ``time.perf_counter()`` passes ``until`` between two steps (None: not finished yet)."""
+    with torch.inference_mode():
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                audio: _F32 = done.value
+                return audio
+            if time.perf_counter() >= until:
+                return None
 
 
 def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:

@@ -29,7 +29,7 @@ keeps its values in its own dictionary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,20 @@ class TorchGraph:
 
     def run(self, feeds: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         """The graph's outputs for ``feeds`` (every input by name), as numpy arrays."""
+        steps = self.steps(feeds)
+        with torch.inference_mode():
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    outputs: list[npt.NDArray[Any]] = done.value
+                    return outputs
+
+    def steps(self, feeds: Mapping[str, npt.NDArray[Any]]
+              ) -> Generator[None, None, list[npt.NDArray[Any]]]:
+        """``run`` one step at a time: the generator yields after each step and returns the
+        outputs, so a caller can pause a run between steps (``KokoroConfig.slice_ms``) and run
+        something else. The caller runs every step under ``torch.inference_mode()``."""
         missing = set(self.inputs) - set(feeds)
         if missing:
             raise ValueError(f"missing graph inputs: {sorted(missing)}")
@@ -164,17 +178,17 @@ class TorchGraph:
         for name, array in feeds.items():
             values[name] = torch.from_numpy(np.asarray(array))
         keep = set(self.outputs) | set(self._consts) | set(feeds)
-        with torch.inference_mode():
-            for k, (op, names, outs, attrs) in enumerate(self._steps):
-                result = op(attrs, names, *(values[n] if n else None for n in names))
-                if len(outs) == 1:
-                    values[outs[0]] = result
-                else:
-                    for name, value in zip(outs, result, strict=True):
-                        values[name] = value
-                for name in names:  # free what no later node reads
-                    if self._last_use.get(name) == k and name not in keep:
-                        values.pop(name, None)
+        for k, (op, names, outs, attrs) in enumerate(self._steps):
+            result = op(attrs, names, *(values[n] if n else None for n in names))
+            if len(outs) == 1:
+                values[outs[0]] = result
+            else:
+                for name, value in zip(outs, result, strict=True):
+                    values[name] = value
+            for name in names:  # free what no later node reads
+                if self._last_use.get(name) == k and name not in keep:
+                    values.pop(name, None)
+            yield
         return [values[name].numpy() for name in self.outputs]
 
     # -- checks made at load time ----------------------------------------------------------------

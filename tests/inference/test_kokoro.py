@@ -201,6 +201,41 @@ def test_parallel_lanes_decode_what_one_lane_decodes(assets: KokoroAssets) -> No
         assert np.array_equal(np.concatenate(chunks[rid]), alone[rid])
 
 
+def test_sliced_windows_pause_between_ticks_and_decode_the_same_audio(
+        assets: KokoroAssets) -> None:
+    """With ``slice_ms``, a tick decodes a window only part of the way and returns no audio;
+    the next resumes it, and the chunks are exactly the unsliced ones. Another request's
+    windows may run in between, and a request released mid-window leaves nothing behind."""
+    whole = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
+    sliced = KokoroEngine(KokoroConfig(decoder=torch_decoder(), slice_ms=20.0), assets=assets)
+    unit, other = SynthesisUnit(SENTENCE, "jm_kumo"), SynthesisUnit(SHORT, "jf_nezumi")
+    expected = {RequestId(1): stream(whole, unit)[0], RequestId(2): stream(whole, other, 2)[0]}
+    result = sliced.execute(EnginePlan(prefills=(PrefillItem(RequestId(1), unit),
+                                                 PrefillItem(RequestId(2), other))))
+    assert not result.failures
+    chunks: dict[RequestId, list[np.ndarray]] = {rid: [] for rid in expected}
+    paused = 0
+    running = sorted(expected)
+    while running:
+        for rid in list(running):  # one item per tick, alternating: windows interleave
+            out = sliced.execute(EnginePlan(decodes=(DecodeItem(rid),))).outputs[0]
+            paused += not len(out.audio) and not out.finished
+            chunks[rid].append(out.audio)
+            if out.finished:
+                running.remove(rid)
+    assert paused > 10
+    for rid, audio in expected.items():
+        sliced.release(rid)
+        assert np.array_equal(np.concatenate(chunks[rid]), audio)
+    sliced.execute(EnginePlan(prefills=(PrefillItem(RequestId(3), unit),)))
+    first = sliced.execute(EnginePlan(decodes=(DecodeItem(RequestId(3)),))).outputs[0]
+    assert len(first.audio) == 0 and not first.finished
+    sliced.release(RequestId(3))  # mid-window
+    assert np.array_equal(stream(sliced, unit, rid=3)[0], expected[RequestId(1)])
+    with pytest.raises(ValueError, match="slice_ms"):
+        KokoroConfig(slice_ms=0.0)
+
+
 def test_the_fused_body_computes_the_graph(onnx_engine: KokoroEngine,
                                           assets: KokoroAssets) -> None:
     """TorchGraph's load-time rewrites (constant folding, fused convolution epilogues, Snake and
@@ -272,14 +307,14 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         return frames
 
     def doubling(first: int) -> list[int]:
-        return [min(cfg.chunk_frames, first * 2 ** k) for k in range(3)]
+        return [min(cfg.chunk_frames, first * 2 ** k) for k in range(4)]
 
     cold = chunk_frames(0.0)
-    assert cold[:3] == doubling(cfg.first_chunk_frames) == [12, 24, 48]
+    assert cold[:4] == doubling(cfg.first_chunk_frames) == [12, 24, 48, 96]
     assert set(cold[4:-1]) == {cfg.chunk_frames}
     shared = chunk_frames(0.0, competing=1)
-    assert shared[:3] == doubling(
-        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [48, 96, 128]
+    assert shared[:4] == doubling(
+        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [48, 96, 128, 128]
     assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
     assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
