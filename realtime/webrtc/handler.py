@@ -15,6 +15,7 @@ import logging
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import SessionDescription
 
 from realtime.appkeys import (
     CATALOG,
@@ -129,6 +130,7 @@ async def _answer(call: RtcCall, offer: RTCSessionDescription) -> RTCSessionDesc
     Raises BadRequest for an offer aiortc cannot take or one without an audio m-line."""
     pc = call.pc
     try:
+        _check_dtls(offer.sdp)
         await pc.setRemoteDescription(offer)
     except ValueError as err:
         raise BadRequest(f"bad SDP offer: {err}") from None
@@ -137,6 +139,15 @@ async def _answer(call: RtcCall, offer: RTCSessionDescription) -> RTCSessionDesc
     pc.addTrack(call.track)  # takes the offered audio transceiver
     await pc.setLocalDescription(await pc.createAnswer())
     return pc.localDescription
+
+
+def _check_dtls(sdp: str) -> None:
+    """aiortc takes every m-line of an offer to carry DTLS parameters and fails inside
+    ``setRemoteDescription`` (AttributeError) on one without ``a=setup``; refuse it here with
+    ValueError, as aiortc does other malformed SDP."""
+    for media in SessionDescription.parse(sdp).media:
+        if media.dtls is None:
+            raise ValueError(f"the m={media.kind} line has no DTLS role (a=setup)")
 
 
 def _error(app: web.Application, err: TimbreError) -> web.Response:

@@ -249,6 +249,12 @@ async def test_an_offer_needs_a_key(server: RunningServer) -> None:
             async with http.post(server.url + OFFER_PATH + f"?token={server.key}",
                                  json={"sdp": "v=0", "type": "answer"}) as resp:
                 assert resp.status == 400
+            no_role = "\r\n".join(line for line in body["sdp"].split("\r\n")
+                                   if not line.startswith("a=setup:"))
+            async with http.post(server.url + OFFER_PATH + f"?token={server.key}",
+                                 json={"sdp": no_role, "type": "offer"}) as resp:
+                assert resp.status == 400  # aiortc itself fails on it (AttributeError)
+                assert "a=setup" in (await resp.json())["error"]["message"]
     finally:
         await pc.close()
 
