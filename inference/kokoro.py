@@ -29,7 +29,9 @@ convolutions in bfloat16, in channels-last layout and with its element-wise chai
 thread; ``KokoroConfig.lanes`` > 1 decodes several at once (``decode_lanes``, which the scheduler
 packs its ticks for). Its audio is not ONNX Runtime's bit for bit (activations are no longer
 rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same
-words (docs/benchmarks.md).
+words (docs/benchmarks.md). Its windows can also pause between the graph's steps
+(``KokoroConfig.slice_ms``): a tick then returns no audio for that request, the scheduler may
+give the next tick to a more urgent stream, and a later tick resumes the window where it stopped.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ played all audio sent so far. Each piece of audio of ``d`` seconds moves it to
 * deadline: when the client is playing (``playout_end > now``) the stream must get audio before
   ``playout_end - safety_margin_s``; when it is silent (a new utterance, or one that ran dry waiting
   for text) its head unit is due at once, so its deadline is the time the unit was submitted
-  (first audio of new utterances first, oldest first among them);
+  (first audio of new utterances first, oldest first among them), or ``first_audio_due_s`` later;
 * lead: a stream already ``max_lead_s`` ahead of its playout is left alone, so spare compute goes to
   the streams that need it and output memory stays bounded.
 
@@ -84,6 +84,11 @@ class SchedulerConfig:
     """A stream this far ahead of its client's playout gets no more compute until it plays down."""
     safety_margin_s: float = 0.5
     """A playing stream is due this long before its client would run dry."""
+    first_audio_due_s: float = 0.5
+    """A silent stream's head unit is due this long after its text arrived, so a playing stream
+    whose client is about to run dry (due before that) goes first, at the newcomer's expense. 0:
+    a newcomer is due at once. With two Kokoro sessions on 2 cores, 0.5 halved the underruns of
+    0 (docs/benchmarks.md); on a fast engine nobody waits either way."""
     max_streams: int = 64
     """Hard cap on streams with work at once (memory bound), whatever the throughput."""
     admission_utilization: float | None = 0.9
@@ -248,7 +253,7 @@ def deadline(stream: _Stream, now: float, config: SchedulerConfig) -> float:
         return math.inf
     if stream.playout_end > now:
         return stream.playout_end - config.safety_margin_s
-    return stream.units[0].submitted_at
+    return stream.units[0].submitted_at + config.first_audio_due_s
 
 
 def schedule(state: SchedulerState, now: float) -> EnginePlan:

@@ -89,7 +89,8 @@ def stream_of(h: Harness, request_id: int) -> int:
 
 
 def test_new_utterances_come_first_oldest_first() -> None:
-    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.05))
+    """Newcomers due at once go ahead of a playing stream with audio left, oldest first."""
+    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.05, first_audio_due_s=0.0))
     h.open(1)
     h.submit(1, "a b c d e f g h")
     for _ in range(4):  # prefill + 3 words: stream 1 is now playing with 0.3 s buffered
@@ -120,6 +121,22 @@ def test_playing_stream_that_is_about_to_run_dry_beats_a_newcomer() -> None:
     assert [d.request_id for d in plan.decodes] and stream_of(h, plan.decodes[0].request_id) == 1
 
 
+@pytest.mark.parametrize(("due_s", "first"), [(0.0, 2), (0.5, 1)])
+def test_first_audio_due_lets_a_stream_near_its_end_go_before_a_newcomer(
+        due_s: float, first: int) -> None:
+    """A newcomer's unit is due ``first_audio_due_s`` after its text arrived: at once (0) it goes
+    ahead of a stream with 0.6 s left to play (due in 0.1 s); due in 0.5 s, it goes after."""
+    h = Harness(SchedulerConfig(max_batch=1, safety_margin_s=0.5, first_audio_due_s=due_s))
+    h.open(1)
+    h.submit(1, "a b c d e f g h i j")
+    for _ in range(7):  # prefill + 6 words: 0.6 s buffered
+        h.tick()
+    h.open(2)
+    h.submit(2, "x")
+    plan = h.tick()
+    assert stream_of(h, (plan.prefills or plan.decodes)[0].request_id) == first
+
+
 def test_streams_far_ahead_of_playout_get_no_compute() -> None:
     h = Harness(SchedulerConfig(max_batch=4, max_lead_s=0.25))
     h.open(1)
@@ -143,7 +160,9 @@ def test_batch_is_capped_and_covers_most_urgent_first() -> None:
 
 
 def test_step_budget_limits_the_tick_but_always_runs_one_item() -> None:
-    h = Harness(SchedulerConfig(max_batch=8, step_budget_ms=25), FakeEngine(prefill_cost_s=0.02))
+    # newcomers due at once: all within the batch horizon, so only the budget bounds the tick
+    h = Harness(SchedulerConfig(max_batch=8, step_budget_ms=25, first_audio_due_s=0.0),
+                FakeEngine(prefill_cost_s=0.02))
     for s in range(1, 4):
         h.open(s)
         h.submit(s, "a b")
