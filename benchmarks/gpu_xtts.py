@@ -272,6 +272,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=None, help="audio codes per stream")
     parser.add_argument("--stagger-ms", type=float, default=None)
     parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--first-audio-due-s", type=float,
+                        default=SchedulerConfig.first_audio_due_s,
+                        help="[scheduler] first_audio_due_s (default: the server's)")
     parser.add_argument("--budget-s", type=float, default=330.0,
                         help="skip remaining levels once this much time has gone")
     args = parser.parse_args()
@@ -319,7 +322,8 @@ def main() -> None:
         # the sweep measures what the engine carries, so admission refuses nothing (no
         # capacity estimate, no pause after a late stream); on a GPU a batch costs about one item
         max_batch=max(levels), max_streams=max(levels), admission_utilization=None,
-        late_window_s=0.0, step_budget_ms=1000.0, batch_horizon_s=None))
+        late_window_s=0.0, step_budget_ms=1000.0, batch_horizon_s=None,
+        first_audio_due_s=args.first_audio_due_s))
     scheduler.start()
     if not scheduler.ready.wait(300):
         sys.exit(f"scheduler did not start: {scheduler.failed!r}")
