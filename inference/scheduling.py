@@ -88,7 +88,9 @@ class SchedulerConfig:
     """A silent stream's head unit is due this long after its text arrived, so a playing stream
     whose client is about to run dry (due before that) goes first, at the newcomer's expense. 0:
     a newcomer is due at once. With two Kokoro sessions on 2 cores, 0.5 halved the underruns of
-    0 (docs/benchmarks.md); on a fast engine nobody waits either way."""
+    0 (docs/benchmarks.md); on a fast engine nobody waits either way. Above ``batch_horizon_s``
+    a newcomer is not due within the horizon, so it joins a tick only as its most urgent item
+    (on a CPU, where a batch costs the sum of its items, that loses nothing)."""
     max_streams: int = 64
     """Hard cap on streams with work at once (memory bound), whatever the throughput."""
     admission_utilization: float | None = 0.9
