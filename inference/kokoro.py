@@ -26,7 +26,8 @@ item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
 (``inference.torch_graph``; the default on CPUs with AMX) runs the same graph with its integer
 convolutions in bfloat16, in channels-last layout and with its element-wise chains fused, about
 3.5x faster on a 2-core CPU with AMX. By default it too decodes one item at a time on every
-thread; ``KokoroConfig.lanes`` > 1 decodes several at once (``decode_lanes``, which the scheduler
+thread; ``KokoroConfig.lanes`` > 1 decodes several requests' windows at once, each on its own
+worker thread, and a tick does not wait for all of them (``decode_lanes``, which the scheduler
 packs its ticks for). Its audio is not ONNX Runtime's bit for bit (activations are no longer
 rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same
 words (docs/benchmarks.md). Its windows can also pause between the graph's steps
@@ -36,9 +37,10 @@ give the next tick to a more urgent stream, and a later tick resumes the window 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,9 @@ DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
 MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
+LANE_POLL_S = 0.02
+"""Longest a tick waits for a lane's window (``KokoroConfig.lanes``) before it returns, so the
+model thread takes in new text and starts newcomers on free lanes meanwhile."""
 WINDOW_BUCKET_FRAMES = 12
 """The PyTorch decoder's windows are a multiple of this many frames long (``_bucketed``)."""
 
@@ -90,6 +95,7 @@ _WARMUP_TEXT = "Warming up the voice."
 _WARMUP_ID = RequestId(-1)
 
 _F32 = npt.NDArray[np.float32]
+log = logging.getLogger(__name__)
 DECODERS = ("auto", "onnx", "torch-bf16", "torch-fp32")
 
 
@@ -143,10 +149,13 @@ class KokoroConfig:
     3.5x faster than ONNX Runtime with the same words and voice (docs/benchmarks.md, "Kokoro's
     PyTorch decoder")."""
     lanes: int = 1
-    """PyTorch decoder only: windows one tick decodes at once, each on ``intra_op_threads //
-    lanes`` threads. 1 (one window at a time on every thread) gives the fastest first audio;
-    more lanes give a little more throughput, but a tick lasts as long as its longest window,
-    so a new utterance's small first window waits for another stream's large one."""
+    """PyTorch decoder only: windows of different requests that decode at once, each on its own
+    worker thread with all ``intra_op_threads`` threads. A tick starts a planned request's
+    window on a free lane and returns as soon as any lane's window finishes (or after
+    ``LANE_POLL_S``), with empty output for planned requests still decoding; a window that
+    finishes later is delivered by a later tick. So a new utterance's small first window runs
+    beside another stream's large one instead of after it, and two windows on 2 cores give
+    more audio per second than one window on both (docs/benchmarks.md)."""
 
     slice_ms: float | None = None
     """PyTorch decoder only: a window decodes for at most about this long per tick (between two
@@ -162,8 +171,10 @@ class KokoroConfig:
             raise ValueError("first_chunk_per_competitor_frames must not be negative")
         if not 0 <= self.crossfade_frames <= self.context_frames:
             raise ValueError("crossfade_frames must be between 0 and context_frames")
-        if not 1 <= self.lanes <= self.intra_op_threads:
-            raise ValueError("lanes must be between 1 and intra_op_threads")
+        if self.lanes < 1:
+            raise ValueError("lanes must be at least 1")
+        if self.lanes > 1 and self.slice_ms is not None:
+            raise ValueError("slice_ms and lanes > 1 do not combine: choose one")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not "
                              f"{self.decoder!r}")
@@ -249,14 +260,16 @@ class KokoroEngine:
         self.decoder_kind = self.config.resolved_decoder()
         self._decoder: _OnnxDecoder | _TorchDecoder
         self._lanes: ThreadPoolExecutor | None = None
+        self._decoding: dict[RequestId, Future[RequestOutput]] = {}
+        """Windows decoding on the lanes, by request (``KokoroConfig.lanes``)."""
         if self.decoder_kind == "onnx":
             self._decoder = _OnnxDecoder(self._assets, threads, spin)
         else:
-            lanes = self.config.lanes
             self._decoder = _TorchDecoder(self._assets, self.decoder_kind == "torch-bf16",
-                                          max(1, threads // lanes))
-            if lanes > 1:
-                self._lanes = ThreadPoolExecutor(lanes, thread_name_prefix="kokoro-decode")
+                                          threads)
+            if self.config.lanes > 1:
+                self._lanes = ThreadPoolExecutor(self.config.lanes,
+                                                 thread_name_prefix="kokoro-decode")
         self._stock = stock_voices(self._assets.voicepacks)
         if self.config.default_voice not in self._stock:
             raise ValueError(f"kokoro has no stock voice {self.config.default_voice!r}")
@@ -316,8 +329,9 @@ class KokoroEngine:
         t1 = time.perf_counter()
         if len({item.request_id for item in plan.decodes}) != len(plan.decodes):
             raise ValueError("a request appears twice among one plan's decodes")
-        if self._lanes is not None and len(plan.decodes) > 1:  # requests own their state: no sharing
-            outputs = tuple(self._lanes.map(self._decode_one, plan.decodes))
+        if self._lanes is not None:
+            outputs, lost = self._decode_on_lanes(self._lanes, plan.decodes)
+            failures += lost
         else:
             outputs = tuple(map(self._decode_one, plan.decodes))
         t2 = time.perf_counter()
@@ -325,6 +339,8 @@ class KokoroEngine:
                             extras={"decoder_calls": float(len(outputs))})
 
     def release(self, request_id: RequestId) -> None:
+        """A window still decoding for the request finishes on its lane; a later tick returns
+        its output, which the scheduler drops."""
         self._requests.pop(request_id, None)
 
     def synthesize_one_pass(self, unit: SynthesisUnit) -> FloatAudio:
@@ -422,13 +438,51 @@ class KokoroEngine:
         fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.context_frames
         return max(least, min(cfg.chunk_frames, fits))
 
-    def _decode_one(self, item: DecodeItem) -> RequestOutput:
-        request_id = item.request_id
+    def _decode_on_lanes(
+        self, lanes: ThreadPoolExecutor, items: Sequence[DecodeItem]
+    ) -> tuple[tuple[RequestOutput, ...], tuple[RequestFailure, ...]]:
+        """Start planned windows on free lanes, wait until one finishes (or ``LANE_POLL_S``
+        passes, so the scheduler can take in new work), and return every finished window's
+        output, planned this tick or before, and an empty output for each planned request whose
+        window is still decoding or waits for a lane."""
+        for item in items:
+            if item.request_id not in self._decoding and len(self._decoding) < self.config.lanes:
+                request = self._request(item.request_id)  # unknown ids raise here, not on a lane
+                self._decoding[item.request_id] = lanes.submit(self._decode, item, request)
+        if self._decoding:
+            wait(self._decoding.values(), LANE_POLL_S, FIRST_COMPLETED)
+        outputs: list[RequestOutput] = []
+        failures: list[RequestFailure] = []
+        for request_id, future in list(self._decoding.items()):
+            if not future.done():
+                continue
+            del self._decoding[request_id]
+            try:
+                outputs.append(future.result())
+            except Exception:  # an engine bug: fail this request, keep the others' audio
+                log.exception("kokoro failed a window of request %d", request_id)
+                failures.append(RequestFailure(request_id, "internal_error",
+                                               "the engine failed on this request"))
+        done = {out.request_id for out in outputs} | {f.request_id for f in failures}
+        outputs += [RequestOutput(item.request_id, np.zeros(0, np.float32))
+                    for item in items if item.request_id not in done]
+        return tuple(outputs), tuple(failures)
+
+    def _request(self, request_id: RequestId) -> _Request:
         request = self._requests.get(request_id)
         if request is None:
             raise KeyError(f"request {request_id} was never prefilled or has been released")
         if request.next_frame >= request.frames:
             raise KeyError(f"request {request_id} has already finished")
+        return request
+
+    def _decode_one(self, item: DecodeItem) -> RequestOutput:
+        return self._decode(item, self._request(item.request_id))
+
+    def _decode(self, item: DecodeItem, request: _Request) -> RequestOutput:
+        """The request's next chunk. On a lane (``KokoroConfig.lanes``) this runs on a worker
+        thread: it touches only ``request``, which no other thread uses meanwhile."""
+        request_id = item.request_id
         cfg = self.config
         began = time.perf_counter()
         if request.window is not None:  # resumed where the last tick paused it

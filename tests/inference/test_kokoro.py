@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import itertools
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -175,30 +176,79 @@ def test_the_torch_decoder_keeps_the_voice(onnx_engine: KokoroEngine,
             SENTENCE, transcribe(reference, 24000, "en")) + 0.1
 
 
-def test_parallel_lanes_decode_what_one_lane_decodes(assets: KokoroAssets) -> None:
-    """Two requests decoded in the same ticks, on two lanes, get exactly the audio each gets
-    alone: the lanes share no state."""
-    threads = torch.get_num_threads()
+def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> None:
+    """With two lanes a tick returns as soon as one window finishes. A newcomer's small first
+    window, started while another request's long window decodes, is delivered first; the long
+    one follows in a later tick. Each request gets exactly the audio it gets on one lane: the
+    lanes share no state."""
+    config = KokoroConfig(decoder=torch_decoder(), chunk_frames=400)
+    long_unit = SynthesisUnit(f"{SENTENCE} {SENTENCE}", "jm_kumo")  # about 320 frames
+    units = {RequestId(1): long_unit, RequestId(2): SynthesisUnit(SHORT, "jf_nezumi")}
+    buffered = {RequestId(1): 100.0, RequestId(2): 0.0}  # one long window; 12, 24, 48 frames
+
+    def decode(engine: KokoroEngine, first: RequestId | None = None) -> tuple[
+            dict[RequestId, list[np.ndarray]], list[RequestId]]:
+        """Every request's chunks, and the order in which their first audio arrived."""
+        result = engine.execute(EnginePlan(prefills=tuple(PrefillItem(r, u)
+                                                          for r, u in units.items())))
+        assert not result.failures
+        chunks: dict[RequestId, list[np.ndarray]] = {rid: [] for rid in units}
+        order: list[RequestId] = []
+        running = set(units)
+        if first is not None:  # its window starts one tick before the others'
+            engine.execute(EnginePlan(decodes=(DecodeItem(first, buffered[first]),)))
+        while running:
+            plan = tuple(DecodeItem(r, buffered[r]) for r in sorted(running))
+            for out in engine.execute(EnginePlan(decodes=plan)).outputs:
+                if len(out.audio):
+                    chunks[out.request_id].append(out.audio)
+                    if out.request_id not in order:
+                        order.append(out.request_id)
+                if out.finished:
+                    running.discard(out.request_id)
+        for rid in units:
+            engine.release(rid)
+        return chunks, order
+
+    one_lane, _ = decode(KokoroEngine(config, assets=assets))
+    lanes = KokoroEngine(replace(config, lanes=2), assets=assets)
+    assert lanes.decode_lanes() == 2
+    chunks, order = decode(lanes, first=RequestId(1))
+    assert order == [RequestId(2), RequestId(1)]
+    assert len(chunks[RequestId(1)]) == 1 and len(chunks[RequestId(2)]) > 1
+    for rid, expected in one_lane.items():
+        assert np.array_equal(np.concatenate(chunks[rid]), np.concatenate(expected))
+
+
+def test_a_lane_survives_a_release_and_a_failing_window(assets: KokoroAssets,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request released while its window decodes: a later tick returns that window's output
+    (the scheduler drops it) and the engine serves the next request. A window that raises on a
+    lane fails its request with ``internal_error``; the tick itself does not raise."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2), assets=assets)
-    torch.set_num_threads(threads)  # the engine set one thread per lane for the whole process
-    assert engine.decode_lanes() == 2
-    units = {RequestId(1): SynthesisUnit(SENTENCE, "jm_kumo"),
-             RequestId(2): SynthesisUnit(SHORT, "jf_nezumi")}
-    alone = {rid: stream(engine, unit, rid=int(rid))[0] for rid, unit in units.items()}
-    result = engine.execute(EnginePlan(prefills=tuple(PrefillItem(r, u)
-                                                      for r, u in units.items())))
-    assert not result.failures
-    chunks: dict[RequestId, list[np.ndarray]] = {rid: [] for rid in units}
-    running = set(units)
-    while running:
-        step = engine.execute(EnginePlan(decodes=tuple(DecodeItem(r) for r in sorted(running))))
-        for out in step.outputs:
-            chunks[out.request_id].append(out.audio)
-            if out.finished:
-                running.discard(out.request_id)
-    for rid in units:
-        engine.release(rid)
-        assert np.array_equal(np.concatenate(chunks[rid]), alone[rid])
+    unit = SynthesisUnit(SENTENCE, "jm_kumo")
+    engine.execute(EnginePlan(prefills=(PrefillItem(RequestId(1), unit),)))
+    engine.execute(EnginePlan(decodes=(DecodeItem(RequestId(1), 100.0),)))
+    engine.release(RequestId(1))
+    late: list[RequestId] = []
+    for _ in range(500):
+        late += [out.request_id for out in engine.execute(EnginePlan()).outputs]
+        if late:
+            break
+    assert late == [RequestId(1)]
+    assert len(stream(engine, unit, rid=2)[0]) > 0
+
+    def broken(*feeds: np.ndarray) -> np.ndarray:
+        raise RuntimeError("a decoder bug")
+
+    monkeypatch.setattr(engine, "_run_decoder", lambda request, lo, hi: broken())
+    engine.execute(EnginePlan(prefills=(PrefillItem(RequestId(3), unit),)))
+    result = engine.execute(EnginePlan(decodes=(DecodeItem(RequestId(3)),)))
+    for _ in range(500):
+        if result.failures:
+            break
+        result = engine.execute(EnginePlan(decodes=(DecodeItem(RequestId(3)),)))
+    assert [(f.request_id, f.code) for f in result.failures] == [(RequestId(3), "internal_error")]
 
 
 def test_sliced_windows_pause_between_ticks_and_decode_the_same_audio(
@@ -503,7 +553,9 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
 def test_kokoro_settings_are_checked() -> None:
     assert KokoroConfig().decoder == "auto" and KokoroConfig().lanes == 1
     with pytest.raises(ValueError, match="lanes must be"):
-        KokoroConfig(lanes=3, intra_op_threads=2)
+        KokoroConfig(lanes=0)
+    with pytest.raises(ValueError, match="do not combine"):
+        KokoroConfig(lanes=2, slice_ms=50.0)
     assert KokoroConfig(decoder="auto").resolved_decoder() in ("onnx", "torch-bf16")
     with pytest.raises(ValueError, match="decoder must be one of"):
         KokoroConfig(decoder="gpu")
