@@ -159,6 +159,11 @@ class EngineResult:
     """Wall time spent on the plan's prefills (the scheduler learns its cost model from these)."""
     decode_s: float = 0.0
     """Wall time spent on the plan's decodes."""
+    busy_s: float | None = None
+    """For an engine whose decodes outlast the tick that started them (Kokoro's lanes): the
+    wall time, since its previous result, during which it computed anything, lanes overlapping
+    counted once. The scheduler then learns throughput as this result's audio over ``busy_s``,
+    as measured. None: over ``prefill_s + decode_s``, scaled up to every lane busy."""
     extras: dict[str, float] = field(default_factory=dict)
 
 

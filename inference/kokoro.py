@@ -78,7 +78,7 @@ from inference.kokoro_text import (
 from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
-from inference.torch_graph import TorchGraph, bf16_matrix_units
+from inference.torch_graph import TorchGraph, advance, bf16_matrix_units
 from inference.voice_registry import VoiceRegistry
 
 DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
@@ -260,8 +260,11 @@ class KokoroEngine:
         self.decoder_kind = self.config.resolved_decoder()
         self._decoder: _OnnxDecoder | _TorchDecoder
         self._lanes: ThreadPoolExecutor | None = None
-        self._decoding: dict[RequestId, Future[RequestOutput]] = {}
-        """Windows decoding on the lanes, by request (``KokoroConfig.lanes``)."""
+        self._decoding: dict[RequestId, tuple[float, Future[tuple[RequestOutput, float]]]] = {}
+        """Windows decoding on the lanes, by request: when each started, and its future output
+        and finishing time (``KokoroConfig.lanes``)."""
+        self._reported_busy_until = 0.0
+        """``perf_counter`` time up to which ``EngineResult.busy_s`` has been reported."""
         if self.decoder_kind == "onnx":
             self._decoder = _OnnxDecoder(self._assets, threads, spin)
         else:
@@ -329,14 +332,18 @@ class KokoroEngine:
         t1 = time.perf_counter()
         if len({item.request_id for item in plan.decodes}) != len(plan.decodes):
             raise ValueError("a request appears twice among one plan's decodes")
-        if self._lanes is not None:
-            outputs, lost = self._decode_on_lanes(self._lanes, plan.decodes)
-            failures += lost
-        else:
+        if self._lanes is None:
             outputs = tuple(map(self._decode_one, plan.decodes))
+            t2 = time.perf_counter()
+            return EngineResult(outputs, failures, prefill_s=t1 - t0, decode_s=t2 - t1,
+                                extras={"decoder_calls": float(len(outputs))})
+        outputs, lost, busy = self._decode_on_lanes(self._lanes, plan.decodes)
         t2 = time.perf_counter()
-        return EngineResult(outputs, failures, prefill_s=t1 - t0, decode_s=t2 - t1,
-                            extras={"decoder_calls": float(len(outputs))})
+        busy.append((t0, t1))
+        busy_s = _covered(busy, self._reported_busy_until, t2)
+        self._reported_busy_until = t2
+        return EngineResult(outputs, failures + lost, prefill_s=t1 - t0, decode_s=t2 - t1,
+                            busy_s=busy_s, extras={"decoder_calls": float(len(outputs))})
 
     def release(self, request_id: RequestId) -> None:
         """A window still decoding for the request finishes on its lane; a later tick returns
@@ -440,33 +447,43 @@ class KokoroEngine:
 
     def _decode_on_lanes(
         self, lanes: ThreadPoolExecutor, items: Sequence[DecodeItem]
-    ) -> tuple[tuple[RequestOutput, ...], tuple[RequestFailure, ...]]:
+    ) -> tuple[tuple[RequestOutput, ...], tuple[RequestFailure, ...], list[tuple[float, float]]]:
         """Start planned windows on free lanes, wait until one finishes (or ``LANE_POLL_S``
         passes, so the scheduler can take in new work), and return every finished window's
         output, planned this tick or before, and an empty output for each planned request whose
-        window is still decoding or waits for a lane."""
+        window is still decoding or waits for a lane; then the failures, and the time span of
+        every window finished or running."""
         for item in items:
             if item.request_id not in self._decoding and len(self._decoding) < self.config.lanes:
                 request = self._request(item.request_id)  # unknown ids raise here, not on a lane
-                self._decoding[item.request_id] = lanes.submit(self._decode, item, request)
+                self._decoding[item.request_id] = (time.perf_counter(),
+                                                   lanes.submit(self._decode_timed, item, request))
         if self._decoding:
-            wait(self._decoding.values(), LANE_POLL_S, FIRST_COMPLETED)
+            wait([future for _, future in self._decoding.values()], LANE_POLL_S,
+                 FIRST_COMPLETED)
+        now = time.perf_counter()
         outputs: list[RequestOutput] = []
         failures: list[RequestFailure] = []
-        for request_id, future in list(self._decoding.items()):
+        spans: list[tuple[float, float]] = []
+        for request_id, (started, future) in list(self._decoding.items()):
             if not future.done():
+                spans.append((started, now))
                 continue
             del self._decoding[request_id]
             try:
-                outputs.append(future.result())
+                output, finished = future.result()
             except Exception:  # an engine bug: fail this request, keep the others' audio
                 log.exception("kokoro failed a window of request %d", request_id)
                 failures.append(RequestFailure(request_id, "internal_error",
                                                "the engine failed on this request"))
+                finished = now
+            else:
+                outputs.append(output)
+            spans.append((started, finished))
         done = {out.request_id for out in outputs} | {f.request_id for f in failures}
         outputs += [RequestOutput(item.request_id, np.zeros(0, np.float32))
                     for item in items if item.request_id not in done]
-        return tuple(outputs), tuple(failures)
+        return tuple(outputs), tuple(failures), spans
 
     def _request(self, request_id: RequestId) -> _Request:
         request = self._requests.get(request_id)
@@ -478,6 +495,11 @@ class KokoroEngine:
 
     def _decode_one(self, item: DecodeItem) -> RequestOutput:
         return self._decode(item, self._request(item.request_id))
+
+    def _decode_timed(self, item: DecodeItem, request: _Request) -> tuple[RequestOutput, float]:
+        """``_decode`` on a lane, and when it finished."""
+        output = self._decode(item, request)
+        return output, time.perf_counter()
 
     def _decode(self, item: DecodeItem, request: _Request) -> RequestOutput:
         """The request's next chunk. On a lane (``KokoroConfig.lanes``) this runs on a worker
@@ -499,7 +521,7 @@ class KokoroEngine:
                 request.window = _Window(start, end, lo, hi, self._decoder.steps(
                     *self._decoder_inputs(request, lo, hi)))
             paused = request.window
-            done = _advance(paused.steps, began + cfg.slice_ms / 1000.0)
+            done = advance(paused.steps, began + cfg.slice_ms / 1000.0)
             paused.spent_s += time.perf_counter() - began
             if done is None:
                 return RequestOutput(request_id, np.zeros(0, np.float32), (), False)
@@ -561,13 +583,13 @@ class _TorchDecoder:
         self._body = TorchGraph(assets.body_path, torch.bfloat16 if bf16 else torch.float32)
 
     def __call__(self, asr: _F32, f0: _F32, n: _F32, phase: _F32, style: _F32) -> _F32:
-        audio = _advance(self.steps(asr, f0, n, phase, style), float("inf"))
+        audio = advance(self.steps(asr, f0, n, phase, style))
         assert audio is not None  # no time limit: it ran to the end
         return audio
 
     def steps(self, asr: _F32, f0: _F32, n: _F32, phase: _F32,
               style: _F32) -> Generator[None, None, _F32]:
-        """The decode as a generator that yields between steps (``_advance`` drives it) and
+        """The decode as a generator that yields between steps (``advance`` drives it) and
         returns the audio."""
         source = self._source.run(None, {"f0": f0, "phase": phase})[0]
         yield
@@ -588,18 +610,14 @@ class _TorchDecoder:
         self(**feeds)
 
 
-def _advance(steps: Generator[None, None, _F32], until: float) -> _F32 | None:
-    """Run ``steps`` (a decode, ``_TorchDecoder.steps``) until it returns its audio, or until
-    ``time.perf_counter()`` passes ``until`` between two steps (None: not finished yet)."""
-    with torch.inference_mode():
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                audio: _F32 = done.value
-                return audio
-            if time.perf_counter() >= until:
-                return None
+def _covered(spans: Sequence[tuple[float, float]], since: float, until: float) -> float:
+    """Seconds of [since, until] inside at least one of ``spans`` (start, end)."""
+    total, reach = 0.0, since
+    for lo, hi in sorted(spans):
+        lo, hi = max(lo, reach), min(hi, until)
+        if hi > lo:
+            total, reach = total + hi - lo, hi
+    return total
 
 
 def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:

@@ -317,6 +317,9 @@ def update(
         audio_s += _apply_output(state, out, now, events, released)
     for failure in result.failures:
         _apply_failure(state, failure, events, released)
+    if result.busy_s is not None:  # its lanes' overlap is measured: nothing to scale
+        state.throughput.learn(audio_s, result.busy_s)
+        return events, released
     # Throughput is what the engine could give with every lane busy: a tick that used fewer lanes
     # counts as the full round it could have been.
     used = min(len(plan.decodes), state.lanes)

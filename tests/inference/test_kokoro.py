@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import itertools
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +33,13 @@ from inference.engine import (
     SynthesisUnit,
     WordTiming,
 )
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine, _bucketed
+from inference.kokoro import (
+    DEFAULT_CACHE_DIR,
+    KokoroConfig,
+    KokoroEngine,
+    _bucketed,
+    _covered,
+)
 from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
     KokoroAssets,
@@ -189,6 +196,7 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
     def decode(engine: KokoroEngine, first: RequestId | None = None) -> tuple[
             dict[RequestId, list[np.ndarray]], list[RequestId]]:
         """Every request's chunks, and the order in which their first audio arrived."""
+        began = time.perf_counter()
         result = engine.execute(EnginePlan(prefills=tuple(PrefillItem(r, u)
                                                           for r, u in units.items())))
         assert not result.failures
@@ -196,10 +204,13 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
         order: list[RequestId] = []
         running = set(units)
         if first is not None:  # its window starts one tick before the others'
-            engine.execute(EnginePlan(decodes=(DecodeItem(first, buffered[first]),)))
+            result = engine.execute(EnginePlan(decodes=(DecodeItem(first, buffered[first]),)))
+        busy_s = result.busy_s or 0.0
         while running:
             plan = tuple(DecodeItem(r, buffered[r]) for r in sorted(running))
-            for out in engine.execute(EnginePlan(decodes=plan)).outputs:
+            result = engine.execute(EnginePlan(decodes=plan))
+            busy_s += result.busy_s or 0.0
+            for out in result.outputs:
                 if len(out.audio):
                     chunks[out.request_id].append(out.audio)
                     if out.request_id not in order:
@@ -208,6 +219,8 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
                     running.discard(out.request_id)
         for rid in units:
             engine.release(rid)
+        if first is not None:  # on lanes: the time some lane decoded, overlaps counted once
+            assert 0.5 * (time.perf_counter() - began) < busy_s <= time.perf_counter() - began
         return chunks, order
 
     one_lane, _ = decode(KokoroEngine(config, assets=assets))
@@ -218,6 +231,13 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
     assert len(chunks[RequestId(1)]) == 1 and len(chunks[RequestId(2)]) > 1
     for rid, expected in one_lane.items():
         assert np.array_equal(np.concatenate(chunks[rid]), np.concatenate(expected))
+
+
+def test_busy_time_counts_overlapping_spans_once() -> None:
+    spans = [(1.0, 3.0), (2.0, 4.0), (6.0, 7.0), (2.5, 2.6)]
+    assert _covered(spans, 0.0, 10.0) == pytest.approx(4.0)
+    assert _covered(spans, 3.5, 6.5) == pytest.approx(1.0)  # only what lies in [since, until]
+    assert _covered([], 0.0, 1.0) == 0.0
 
 
 def test_a_lane_survives_a_release_and_a_failing_window(assets: KokoroAssets,

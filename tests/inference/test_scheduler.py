@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
-from inference.engine import SynthesisUnit, decode_lanes
+from inference.engine import EnginePlan, EngineResult, SynthesisUnit, decode_lanes
 from inference.scheduler import Scheduler
 from inference.scheduling import (
     Refusal,
@@ -510,6 +510,33 @@ def test_a_laned_engine_learns_the_cost_of_a_round_and_its_full_throughput() -> 
     plan = h.tick()
     assert len(plan.decodes) == 2
     assert h.state.cost.decode_s == pytest.approx(0.05)  # a round of two costs one item's time
+
+
+@dataclass
+class MeasuredLanesEngine(LanedFakeEngine):
+    """A laned engine that reports the time it computed (``EngineResult.busy_s``), as one whose
+    windows outlast the tick does (Kokoro's lanes)."""
+
+    def execute(self, plan: EnginePlan) -> EngineResult:
+        result = super().execute(plan)
+        return replace(result, busy_s=result.prefill_s + result.decode_s)
+
+
+def test_an_engine_that_measures_its_busy_time_is_taken_at_its_word() -> None:
+    """A lone item on two lanes counts for a full round when the engine reports only the tick's
+    time; an engine that measures its busy time (its lanes may overlap any way) is not
+    scaled."""
+    learned = {}
+    for engine in (LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2),
+                   MeasuredLanesEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2)):
+        h = Harness(SchedulerConfig(batch_horizon_s=None, step_budget_ms=1000), engine)
+        h.open(1)
+        h.submit(1, " ".join(["w"] * 5))
+        h.tick()  # prefill
+        h.tick()  # one decode: 0.1 s of audio in 0.05 s
+        learned[type(engine)] = h.state.throughput.audio_s_per_s
+    assert learned[LanedFakeEngine] == pytest.approx(4.0)
+    assert learned[MeasuredLanesEngine] == pytest.approx(2.0)
 
 
 def test_admission_counts_every_lane(running) -> None:
