@@ -25,21 +25,18 @@ Decoders (``KokoroConfig.decoder``): ONNX Runtime runs the stock int8 graph as e
 item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
 (``inference.torch_graph``; the default on CPUs with AMX) runs the same graph with its integer
 convolutions in bfloat16, in channels-last layout and with its element-wise chains fused, about
-3.5x faster on a 2-core CPU with AMX. By default it too decodes one item at a time on every
-thread; ``KokoroConfig.lanes`` > 1 decodes several requests' windows at once, each on its own
-worker thread, and a tick does not wait for all of them (``decode_lanes``, which the scheduler
-packs its ticks for). Its audio is not ONNX Runtime's bit for bit (activations are no longer
+3.5x faster on a 2-core CPU with AMX. It decodes up to ``KokoroConfig.lanes`` requests'
+windows at once (2 by default), each on its own worker thread, and a tick does not wait for all
+of them (``decode_lanes``, which the scheduler packs its ticks for). Its audio is not ONNX Runtime's bit for bit (activations are no longer
 rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same
-words (docs/benchmarks.md). Its windows can also pause between the graph's steps
-(``KokoroConfig.slice_ms``): a tick then returns no audio for that request, the scheduler may
-give the next tick to a more urgent stream, and a later tick resumes the window where it stopped.
+words (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +75,7 @@ from inference.kokoro_text import (
 from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
-from inference.torch_graph import TorchGraph, advance, bf16_matrix_units
+from inference.torch_graph import TorchGraph, bf16_matrix_units
 from inference.voice_registry import VoiceRegistry
 
 DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
@@ -115,11 +112,12 @@ class KokoroConfig:
     audio."""
     first_chunk_per_competitor_frames: int = 36
     """Frames added to a request's first chunk for each other stream with work queued
-    (``DecodeItem.competing``). Those streams' windows decode before this request's second
-    one, and 300 ms of audio cannot cover them: when two streams start together, each one's
-    12-frame start ran dry while the other's windows decoded. Beside one other stream the first
-    chunk is then 48 frames (1.2 s), for 0.1-0.3 s more time to first audio; in 2-session
-    loadtests 36 starved half as long as 24 (docs/benchmarks.md)."""
+    (``DecodeItem.competing``). Those streams' windows share the cores with (on one lane:
+    decode before) this request's second one, and 300 ms of audio cannot cover them: when two
+    streams start together, each one's 12-frame start ran dry. Beside one other stream the
+    first chunk is then 48 frames (1.2 s), for 0.1-0.3 s more time to first audio; in
+    2-session loadtests 36 starved half as long as 24 on one lane, and on two lanes it starved
+    less than 12 under CPU contention (docs/benchmarks.md)."""
     chunk_frames: int = 128
     """Frames in a full chunk (128 frames = 3.2 s of audio; with its context 0.5-1 s to decode
     on the PyTorch decoder on 2 cores with AMX: one tick, which a newly arriving utterance may
@@ -148,23 +146,17 @@ class KokoroConfig:
     with AMX-BF16, else ``onnx``. On a 2-core CPU with AMX ``torch-bf16`` decodes a window about
     3.5x faster than ONNX Runtime with the same words and voice (docs/benchmarks.md, "Kokoro's
     PyTorch decoder")."""
-    lanes: int = 1
+    lanes: int = 2
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
     worker thread with all ``intra_op_threads`` threads. A tick starts a planned request's
     window on a free lane and returns as soon as any lane's window finishes (or after
     ``LANE_POLL_S``), with empty output for planned requests still decoding; a window that
     finishes later is delivered by a later tick. So a new utterance's small first window runs
     beside another stream's large one instead of after it, and two windows on 2 cores give
-    more audio per second than one window on both (docs/benchmarks.md)."""
-
-    slice_ms: float | None = None
-    """PyTorch decoder only: a window decodes for at most about this long per tick (between two
-    of its graph's steps), then hands the engine back to the scheduler, which may run a more
-    urgent stream's window before it resumes this one. None: a window runs to its end."""
+    more audio per second than one window on both: in 2-session loadtests 2 lanes starved
+    about half as long as 1 (docs/benchmarks.md). A lone stream decodes as fast either way."""
 
     def __post_init__(self) -> None:
-        if self.slice_ms is not None and not self.slice_ms > 0:
-            raise ValueError("slice_ms must be positive (or absent)")
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
             raise ValueError("chunk sizes and thread count must be at least 1")
         if self.first_chunk_per_competitor_frames < 0:
@@ -173,8 +165,6 @@ class KokoroConfig:
             raise ValueError("crossfade_frames must be between 0 and context_frames")
         if self.lanes < 1:
             raise ValueError("lanes must be at least 1")
-        if self.lanes > 1 and self.slice_ms is not None:
-            raise ValueError("slice_ms and lanes > 1 do not combine: choose one")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not "
                              f"{self.decoder!r}")
@@ -191,19 +181,6 @@ class _WordSpan:
     word: str
     start_frame: int
     end_frame: int
-
-
-@dataclass
-class _Window:
-    """Frames [start, end) of a request, decoded as [lo, hi) one graph step at a time."""
-
-    start: int
-    end: int
-    lo: int
-    hi: int
-    steps: Generator[None, None, _F32]
-    spent_s: float = 0.0
-    """Decoder time spent on it so far, over every tick."""
 
 
 @dataclass
@@ -225,8 +202,6 @@ class _Request:
     """Frames in the chunk decoded last (0 before the first)."""
     tail: _F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """The previous window's audio just past its chunk, faded out under the next chunk."""
-    window: _Window | None = None
-    """The window being decoded, when a tick paused it (``KokoroConfig.slice_ms``)."""
 
     @property
     def frames(self) -> int:
@@ -503,33 +478,18 @@ class KokoroEngine:
 
     def _decode(self, item: DecodeItem, request: _Request) -> RequestOutput:
         """The request's next chunk. On a lane (``KokoroConfig.lanes``) this runs on a worker
-        thread: it touches only ``request``, which no other thread uses meanwhile."""
+        thread: it writes only ``request``, which no other thread uses meanwhile, and the
+        moving average ``_s_per_frame`` (an update lost to a race costs nothing)."""
         request_id = item.request_id
         cfg = self.config
+        start = request.next_frame
+        size = request.last_chunk = self._chunk_for(request, item)
+        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
+        if isinstance(self._decoder, _TorchDecoder):
+            lo, hi = _bucketed(lo, hi, request.frames)
         began = time.perf_counter()
-        if request.window is not None:  # resumed where the last tick paused it
-            start, end, lo, hi = (request.window.start, request.window.end, request.window.lo,
-                                  request.window.hi)
-        else:
-            start = request.next_frame
-            size = request.last_chunk = self._chunk_for(request, item)
-            end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
-            if isinstance(self._decoder, _TorchDecoder):
-                lo, hi = _bucketed(lo, hi, request.frames)
-        if cfg.slice_ms is not None and isinstance(self._decoder, _TorchDecoder):
-            if request.window is None:
-                request.window = _Window(start, end, lo, hi, self._decoder.steps(
-                    *self._decoder_inputs(request, lo, hi)))
-            paused = request.window
-            done = advance(paused.steps, began + cfg.slice_ms / 1000.0)
-            paused.spent_s += time.perf_counter() - began
-            if done is None:
-                return RequestOutput(request_id, np.zeros(0, np.float32), (), False)
-            window, spent_s, request.window = done, paused.spent_s, None
-        else:
-            window = self._run_decoder(request, lo, hi)
-            spent_s = time.perf_counter() - began
-        self._s_per_frame += 0.2 * (spent_s / (hi - lo) - self._s_per_frame)
+        window = self._run_decoder(request, lo, hi)
+        self._s_per_frame += 0.2 * ((time.perf_counter() - began) / (hi - lo) - self._s_per_frame)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))
         if fade:
@@ -540,13 +500,9 @@ class KokoroEngine:
         return self._emit(request_id, request, end, audio)
 
     def _run_decoder(self, request: _Request, lo: int, hi: int) -> _F32:
-        return self._decoder(*self._decoder_inputs(request, lo, hi))
-
-    @staticmethod
-    def _decoder_inputs(request: _Request, lo: int, hi: int) -> tuple[_F32, ...]:
-        """asr, f0, n, phase and style for frames [lo, hi)."""
-        return (request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi],
-                request.n[:, 2 * lo:2 * hi], request.phase[:, 2 * lo:2 * hi], request.style)
+        return self._decoder(request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi],
+                             request.n[:, 2 * lo:2 * hi], request.phase[:, 2 * lo:2 * hi],
+                             request.style)
 
     def _emit(self, request_id: RequestId, request: _Request, end: int,
               audio: _F32) -> RequestOutput:
@@ -583,19 +539,10 @@ class _TorchDecoder:
         self._body = TorchGraph(assets.body_path, torch.bfloat16 if bf16 else torch.float32)
 
     def __call__(self, asr: _F32, f0: _F32, n: _F32, phase: _F32, style: _F32) -> _F32:
-        audio = advance(self.steps(asr, f0, n, phase, style))
-        assert audio is not None  # no time limit: it ran to the end
-        return audio
-
-    def steps(self, asr: _F32, f0: _F32, n: _F32, phase: _F32,
-              style: _F32) -> Generator[None, None, _F32]:
-        """The decode as a generator that yields between steps (``advance`` drives it) and
-        returns the audio."""
         source = self._source.run(None, {"f0": f0, "phase": phase})[0]
-        yield
-        outputs = yield from self._body.steps({"asr": asr, "f0": f0, "n": n, "source": source,
-                                               "style": style})
-        return np.asarray(outputs[0], dtype=np.float32).reshape(-1)
+        audio = self._body.run({"asr": asr, "f0": f0, "n": n, "source": source,
+                                "style": style})[0]
+        return np.asarray(audio, dtype=np.float32).reshape(-1)
 
     def prime(self, frames: int) -> None:
         """Decode one window of ``frames`` frames of silence-like input, so that oneDNN has

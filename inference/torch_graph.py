@@ -29,11 +29,9 @@ keeps its values in its own dictionary.
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,24 +67,6 @@ _PLAIN_OPS = {op_type: _make_plain_op(op_type) for op_type in [*_UNARY, *_BINARY
 def _plain_op(op_type: str) -> _Op | None:
     """An element-wise operator that needs no attributes, in the ``_op_*`` calling convention."""
     return _PLAIN_OPS.get(op_type)
-
-
-_T = TypeVar("_T")
-
-
-def advance(steps: Generator[None, None, _T], until: float = math.inf) -> _T | None:
-    """Run ``steps`` (``TorchGraph.steps``, or a generator built on it) under
-    ``torch.inference_mode()`` until it returns its result, or until ``time.perf_counter()``
-    passes ``until`` between two steps (None: not finished yet; call again to resume)."""
-    with torch.inference_mode():
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                result: _T = done.value
-                return result
-            if time.perf_counter() >= until:
-                return None
 
 
 def bf16_matrix_units() -> bool:
@@ -177,15 +157,6 @@ class TorchGraph:
 
     def run(self, feeds: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         """The graph's outputs for ``feeds`` (every input by name), as numpy arrays."""
-        outputs = advance(self.steps(feeds))
-        assert outputs is not None  # no time limit: it ran to the end
-        return outputs
-
-    def steps(self, feeds: Mapping[str, npt.NDArray[Any]]
-              ) -> Generator[None, None, list[npt.NDArray[Any]]]:
-        """``run`` one step at a time: the generator yields after each step and returns the
-        outputs, so a caller can pause a run between steps (``KokoroConfig.slice_ms``) and run
-        something else. ``advance`` drives it."""
         missing = set(self.inputs) - set(feeds)
         if missing:
             raise ValueError(f"missing graph inputs: {sorted(missing)}")
@@ -193,17 +164,17 @@ class TorchGraph:
         for name, array in feeds.items():
             values[name] = torch.from_numpy(np.asarray(array))
         keep = set(self.outputs) | set(self._consts) | set(feeds)
-        for k, (op, names, outs, attrs) in enumerate(self._steps):
-            result = op(attrs, names, *(values[n] if n else None for n in names))
-            if len(outs) == 1:
-                values[outs[0]] = result
-            else:
-                for name, value in zip(outs, result, strict=True):
-                    values[name] = value
-            for name in names:  # free what no later node reads
-                if self._last_use.get(name) == k and name not in keep:
-                    values.pop(name, None)
-            yield
+        with torch.inference_mode():
+            for k, (op, names, outs, attrs) in enumerate(self._steps):
+                result = op(attrs, names, *(values[n] if n else None for n in names))
+                if len(outs) == 1:
+                    values[outs[0]] = result
+                else:
+                    for name, value in zip(outs, result, strict=True):
+                        values[name] = value
+                for name in names:  # free what no later node reads
+                    if self._last_use.get(name) == k and name not in keep:
+                        values.pop(name, None)
         return [values[name].numpy() for name in self.outputs]
 
     # -- checks made at load time ----------------------------------------------------------------

@@ -86,7 +86,8 @@ def stream(engine: KokoroEngine, unit: SynthesisUnit,
     finished = False
     while not finished:
         out = engine.execute(EnginePlan(decodes=(DecodeItem(RequestId(rid)),))).outputs[0]
-        chunks.append(out.audio)
+        if len(out.audio):  # on lanes, a tick may end before the window does
+            chunks.append(out.audio)
         words += out.words
         finished = out.finished
     engine.release(RequestId(rid))
@@ -168,7 +169,7 @@ def test_the_torch_decoder_keeps_the_voice(onnx_engine: KokoroEngine,
     rounded to 8 bits) but the same voice saying the same words: the same spectrum to within
     noise, and the speaker encoder hears one speaker (a different stock voice scores 0.6-0.8)."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
-    assert engine.decoder_kind == torch_decoder() and engine.decode_lanes() == 1
+    assert engine.decoder_kind == torch_decoder() and engine.decode_lanes() == 2
     encoder = SpeakerEncoder()
     for voice in ("jf_gongitsune", "jm_kumo"):
         unit = SynthesisUnit(SENTENCE, voice)
@@ -188,7 +189,7 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
     window, started while another request's long window decodes, is delivered first; the long
     one follows in a later tick. Each request gets exactly the audio it gets on one lane: the
     lanes share no state."""
-    config = KokoroConfig(decoder=torch_decoder(), chunk_frames=400)
+    config = KokoroConfig(decoder=torch_decoder(), chunk_frames=400, lanes=1)
     long_unit = SynthesisUnit(f"{SENTENCE} {SENTENCE}", "jm_kumo")  # about 320 frames
     units = {RequestId(1): long_unit, RequestId(2): SynthesisUnit(SHORT, "jf_nezumi")}
     buffered = {RequestId(1): 100.0, RequestId(2): 0.0}  # one long window; 12, 24, 48 frames
@@ -271,41 +272,6 @@ def test_a_lane_survives_a_release_and_a_failing_window(assets: KokoroAssets,
     assert [(f.request_id, f.code) for f in result.failures] == [(RequestId(3), "internal_error")]
 
 
-def test_sliced_windows_pause_between_ticks_and_decode_the_same_audio(
-        assets: KokoroAssets) -> None:
-    """With ``slice_ms``, a tick decodes a window only part of the way and returns no audio;
-    the next resumes it, and the chunks are exactly the unsliced ones. Another request's
-    windows may run in between, and a request released mid-window leaves nothing behind."""
-    whole = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
-    sliced = KokoroEngine(KokoroConfig(decoder=torch_decoder(), slice_ms=20.0), assets=assets)
-    unit, other = SynthesisUnit(SENTENCE, "jm_kumo"), SynthesisUnit(SHORT, "jf_nezumi")
-    expected = {RequestId(1): stream(whole, unit)[0], RequestId(2): stream(whole, other, 2)[0]}
-    result = sliced.execute(EnginePlan(prefills=(PrefillItem(RequestId(1), unit),
-                                                 PrefillItem(RequestId(2), other))))
-    assert not result.failures
-    chunks: dict[RequestId, list[np.ndarray]] = {rid: [] for rid in expected}
-    paused = 0
-    running = sorted(expected)
-    while running:
-        for rid in list(running):  # one item per tick, alternating: windows interleave
-            out = sliced.execute(EnginePlan(decodes=(DecodeItem(rid),))).outputs[0]
-            paused += not len(out.audio) and not out.finished
-            chunks[rid].append(out.audio)
-            if out.finished:
-                running.remove(rid)
-    assert paused > 10
-    for rid, audio in expected.items():
-        sliced.release(rid)
-        assert np.array_equal(np.concatenate(chunks[rid]), audio)
-    sliced.execute(EnginePlan(prefills=(PrefillItem(RequestId(3), unit),)))
-    first = sliced.execute(EnginePlan(decodes=(DecodeItem(RequestId(3)),))).outputs[0]
-    assert len(first.audio) == 0 and not first.finished
-    sliced.release(RequestId(3))  # mid-window
-    assert np.array_equal(stream(sliced, unit, rid=3)[0], expected[RequestId(1)])
-    with pytest.raises(ValueError, match="slice_ms"):
-        KokoroConfig(slice_ms=0.0)
-
-
 def test_the_fused_body_computes_the_graph(onnx_engine: KokoroEngine,
                                           assets: KokoroAssets) -> None:
     """TorchGraph's load-time rewrites (constant folding, fused convolution epilogues, Snake and
@@ -371,7 +337,8 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         while not finished:
             item = DecodeItem(rid, buffered_s, competing)
             out = engine.execute(EnginePlan(decodes=(item,))).outputs[0]
-            frames.append(len(out.audio) // SAMPLES_PER_FRAME)
+            if len(out.audio):  # on lanes, a tick may end before the window does
+                frames.append(len(out.audio) // SAMPLES_PER_FRAME)
             finished = out.finished
         engine.release(rid)
         return frames
@@ -571,11 +538,9 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
 
 
 def test_kokoro_settings_are_checked() -> None:
-    assert KokoroConfig().decoder == "auto" and KokoroConfig().lanes == 1
+    assert KokoroConfig().decoder == "auto" and KokoroConfig().lanes == 2
     with pytest.raises(ValueError, match="lanes must be"):
         KokoroConfig(lanes=0)
-    with pytest.raises(ValueError, match="do not combine"):
-        KokoroConfig(lanes=2, slice_ms=50.0)
     assert KokoroConfig(decoder="auto").resolved_decoder() in ("onnx", "torch-bf16")
     with pytest.raises(ValueError, match="decoder must be one of"):
         KokoroConfig(decoder="gpu")
