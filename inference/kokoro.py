@@ -107,17 +107,21 @@ class KokoroConfig:
     every data directory: the folder name carries the model's hash."""
     intra_op_threads: int = 2
     allow_spinning: bool = False
-    first_chunk_frames: int = 12
-    """Frames in a request's first chunk (12 frames = 300 ms of audio): small for fast first
-    audio."""
+    first_chunk_frames: int = 24
+    """Frames in a request's first chunk (24 frames = 600 ms of audio): small for fast first
+    audio. With 12 (300 ms), a stream that starts in silence ran dry 1-2 times per turn in this
+    machine's slow minutes, while its second and third windows decoded (a 60-frame window
+    costs up to 0.46 s); 24 removed those in single-session loadtests and cut a 2-session run's
+    underruns from 1-6 to 0-1, for 50-100 ms more time to first audio (p50 367-554 ms against
+    309-379, docs/benchmarks.md)."""
     first_chunk_per_competitor_frames: int = 36
     """Frames added to a request's first chunk for each other stream with work queued
     (``DecodeItem.competing``). Those streams' windows share the cores with (on one lane:
     decode before) this request's second one, and 300 ms of audio cannot cover them: when two
     streams start together, each one's 12-frame start ran dry. Beside one other stream the
-    first chunk is then 48 frames (1.2 s), for 0.1-0.3 s more time to first audio; in
-    2-session loadtests 36 starved half as long as 24 on one lane, and on two lanes it starved
-    less than 12 under CPU contention (docs/benchmarks.md)."""
+    first chunk is then 60 frames (1.5 s); in 2-session loadtests (with 12-frame lone starts)
+    36 starved half as long as 24 on one lane, and on two lanes it starved less than 12 under
+    CPU contention (docs/benchmarks.md)."""
     chunk_frames: int = 128
     """Frames in a full chunk (128 frames = 3.2 s of audio; with its context 0.5-1 s to decode
     on the PyTorch decoder on 2 cores with AMX: one tick, which a newly arriving utterance may
@@ -127,7 +131,7 @@ class KokoroConfig:
     """Size chunks to the client's buffer (``DecodeItem.buffered_s``): a request's first chunk is
     the largest whose window decodes in half the audio its client has buffered (from
     ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last. An
-    utterance that starts in silence then begins with 12, 24, 48 ... frames, so the player does
+    utterance that starts in silence then begins with 24, 48, 96 ... frames, so the player does
     not run dry while a large second window decodes; one that follows audio still playing starts
     with full chunks. False, or no buffer known: ``first_chunk_frames`` and then
     ``chunk_frames``."""

@@ -192,7 +192,7 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
     config = KokoroConfig(decoder=torch_decoder(), chunk_frames=400, lanes=1)
     long_unit = SynthesisUnit(f"{SENTENCE} {SENTENCE}", "jm_kumo")  # about 320 frames
     units = {RequestId(1): long_unit, RequestId(2): SynthesisUnit(SHORT, "jf_nezumi")}
-    buffered = {RequestId(1): 100.0, RequestId(2): 0.0}  # one long window; 12, 24, 48 frames
+    buffered = {RequestId(1): 100.0, RequestId(2): 0.0}  # one long window; 24, 48, 96 frames
 
     def decode(engine: KokoroEngine, first: RequestId | None = None) -> tuple[
             dict[RequestId, list[np.ndarray]], list[RequestId]]:
@@ -322,8 +322,8 @@ def test_streamed_matches_one_pass(engine: KokoroEngine) -> None:
 
 def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         assets: KokoroAssets) -> None:
-    """With the client's buffer known, an utterance that starts in silence gets 12, 24, 48 ...
-    frames (each window decodes while the audio before it plays), or 48, 96 ... beside another
+    """With the client's buffer known, an utterance that starts in silence gets 24, 48, 96 ...
+    frames (each window decodes while the audio before it plays), or 60, 120 ... beside another
     stream with work, and one that starts behind seconds of buffered audio gets full chunks at
     once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
@@ -347,11 +347,11 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         return [min(cfg.chunk_frames, first * 2 ** k) for k in range(4)]
 
     cold = chunk_frames(0.0)
-    assert cold[:4] == doubling(cfg.first_chunk_frames) == [12, 24, 48, 96]
+    assert cold[:4] == doubling(cfg.first_chunk_frames) == [24, 48, 96, 128]
     assert set(cold[4:-1]) == {cfg.chunk_frames}
     shared = chunk_frames(0.0, competing=1)
     assert shared[:4] == doubling(
-        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [48, 96, 128, 128]
+        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [60, 120, 128, 128]
     assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
     assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
