@@ -21,8 +21,11 @@ VOICE = "kokoro:jf_alpha"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    # Admission is not under test here: no throughput rule, and no refusals for 2 s after a
+    # context ran dry (the late-stream rule), which a slow window on this machine can cause
+    # between two of these tests' contexts.
     thread = ServerThread(tmp_path_factory.mktemp("kokoro-language"), kokoro={"enabled": True},
-                          scheduler={"admission_utilization": None})
+                          scheduler={"admission_utilization": None, "late_window_s": 0.0})
     running = thread.start(timeout_s=300)
     yield running
     thread.stop()
@@ -72,7 +75,8 @@ async def test_kokoro_speaks_japanese_and_joe_refuses_it(server: RunningServer) 
                                 "language": "JA"})
             await ws.send_json({"type": "close_context", "context_id": "ja"})
             started = await next_json(ws)
-            assert (started["type"], started["language"]) == ("context_started", "ja")
+            assert (started["type"], started.get("language")) == ("context_started", "ja"), \
+                started
             words: list[str] = []
             message = started
             while message["type"] != "context_done":
