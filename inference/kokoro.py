@@ -27,9 +27,9 @@ item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
 convolutions in bfloat16, in channels-last layout and with its element-wise chains fused, about
 3.5x faster on a 2-core CPU with AMX. It decodes up to ``KokoroConfig.lanes`` requests'
 windows at once (2 by default), each on its own worker thread, and a tick does not wait for all
-of them (``decode_lanes``, which the scheduler packs its ticks for). Its audio is not ONNX Runtime's bit for bit (activations are no longer
-rounded to 8 bits); the voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same
-words (docs/benchmarks.md).
+of them (``decode_lanes``, which the scheduler packs its ticks for). Its audio is not ONNX
+Runtime's bit for bit (activations are no longer rounded to 8 bits); the voices embed 0.98-0.99
+alike against ONNX Runtime's own, with the same words (docs/benchmarks.md).
 """
 
 from __future__ import annotations
