@@ -27,9 +27,9 @@ item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
 convolutions in bfloat16, in channels-last layout and with its element-wise chains fused, about
 3.5x faster on a 2-core CPU with AMX. It decodes up to ``KokoroConfig.lanes`` requests'
 windows at once (2 by default), each on its own worker thread, and a tick does not wait for all
-of them (``decode_lanes``, which the scheduler packs its ticks for). Its audio is not ONNX
-Runtime's bit for bit (activations are no longer rounded to 8 bits); the voices embed 0.98-0.99
-alike against ONNX Runtime's own, with the same words (docs/benchmarks.md).
+of them (``inference.kokoro_lanes``; ``decode_lanes``, which the scheduler packs its ticks for).
+Its audio is not ONNX Runtime's bit for bit (activations are no longer rounded to 8 bits); the
+voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same words (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +64,7 @@ from inference.kokoro_graph import (
     load_assets,
     source_phase,
 )
+from inference.kokoro_lanes import Lanes
 from inference.kokoro_text import (
     LANGUAGES,
     MAX_TOKENS,
@@ -82,9 +82,6 @@ DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
 MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
-LANE_POLL_S = 0.02
-"""Longest a tick waits for a lane's window (``KokoroConfig.lanes``) before it returns, so the
-model thread takes in new text and starts newcomers on free lanes meanwhile."""
 WINDOW_BUCKET_FRAMES = 12
 """The PyTorch decoder's windows are a multiple of this many frames long (``_bucketed``)."""
 
@@ -154,7 +151,7 @@ class KokoroConfig:
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
     worker thread with all ``intra_op_threads`` threads. A tick starts a planned request's
     window on a free lane and returns as soon as any lane's window finishes (or after
-    ``LANE_POLL_S``), with empty output for planned requests still decoding; a window that
+    ``inference.kokoro_lanes.LANE_POLL_S``), with empty output for planned requests still decoding; a window that
     finishes later is delivered by a later tick. So a new utterance's small first window runs
     beside another stream's large one instead of after it, and two windows on 2 cores give
     more audio per second than one window on both: in 2-session loadtests 2 lanes starved
@@ -238,20 +235,14 @@ class KokoroEngine:
         self._frontend = cpu_session(self._assets.frontend_path, threads, spin)
         self.decoder_kind = self.config.resolved_decoder()
         self._decoder: _OnnxDecoder | _TorchDecoder
-        self._lanes: ThreadPoolExecutor | None = None
-        self._decoding: dict[RequestId, tuple[float, Future[tuple[RequestOutput, float]]]] = {}
-        """Windows decoding on the lanes, by request: when each started, and its future output
-        and finishing time (``KokoroConfig.lanes``)."""
-        self._reported_busy_until = 0.0
-        """``perf_counter`` time up to which ``EngineResult.busy_s`` has been reported."""
+        self._lanes: Lanes[_Request] | None = None
         if self.decoder_kind == "onnx":
             self._decoder = _OnnxDecoder(self._assets, threads, spin)
         else:
             self._decoder = _TorchDecoder(self._assets, self.decoder_kind == "torch-bf16",
                                           threads)
             if self.config.lanes > 1:
-                self._lanes = ThreadPoolExecutor(self.config.lanes,
-                                                 thread_name_prefix="kokoro-decode")
+                self._lanes = Lanes(self.config.lanes, self._decode, "kokoro-decode")
         self._stock = stock_voices(self._assets.voicepacks)
         if self.config.default_voice not in self._stock:
             raise ValueError(f"kokoro has no stock voice {self.config.default_voice!r}")
@@ -276,7 +267,7 @@ class KokoroEngine:
 
     def decode_lanes(self) -> int:
         """Decode items one tick runs at once (``DecodesInParallel``)."""
-        return 1 if self._lanes is None else self.config.lanes
+        return 1 if self._lanes is None else self._lanes.count
 
     def voices(self) -> Sequence[str]:
         """The default voice first (the scheduler calibrates with the first), then the rest."""
@@ -316,11 +307,9 @@ class KokoroEngine:
             t2 = time.perf_counter()
             return EngineResult(outputs, failures, prefill_s=t1 - t0, decode_s=t2 - t1,
                                 extras={"decoder_calls": float(len(outputs))})
-        outputs, lost, busy = self._decode_on_lanes(self._lanes, plan.decodes)
+        outputs, lost, busy = self._lanes.run(plan.decodes, self._request)
         t2 = time.perf_counter()
-        busy.append((t0, t1))
-        busy_s = _covered(busy, self._reported_busy_until, t2)
-        self._reported_busy_until = t2
+        busy_s = self._lanes.busy_s([*busy, (t0, t1)], t2)
         return EngineResult(outputs, failures + lost, prefill_s=t1 - t0, decode_s=t2 - t1,
                             busy_s=busy_s, extras={"decoder_calls": float(len(outputs))})
 
@@ -424,46 +413,6 @@ class KokoroEngine:
         fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.context_frames
         return max(least, min(cfg.chunk_frames, fits))
 
-    def _decode_on_lanes(
-        self, lanes: ThreadPoolExecutor, items: Sequence[DecodeItem]
-    ) -> tuple[tuple[RequestOutput, ...], tuple[RequestFailure, ...], list[tuple[float, float]]]:
-        """Start planned windows on free lanes, wait until one finishes (or ``LANE_POLL_S``
-        passes, so the scheduler can take in new work), and return every finished window's
-        output, planned this tick or before, and an empty output for each planned request whose
-        window is still decoding or waits for a lane; then the failures, and the time span of
-        every window finished or running."""
-        for item in items:
-            if item.request_id not in self._decoding and len(self._decoding) < self.config.lanes:
-                request = self._request(item.request_id)  # unknown ids raise here, not on a lane
-                self._decoding[item.request_id] = (time.perf_counter(),
-                                                   lanes.submit(self._decode_timed, item, request))
-        if self._decoding:
-            wait([future for _, future in self._decoding.values()], LANE_POLL_S,
-                 FIRST_COMPLETED)
-        now = time.perf_counter()
-        outputs: list[RequestOutput] = []
-        failures: list[RequestFailure] = []
-        spans: list[tuple[float, float]] = []
-        for request_id, (started, future) in list(self._decoding.items()):
-            if not future.done():
-                spans.append((started, now))
-                continue
-            del self._decoding[request_id]
-            try:
-                output, finished = future.result()
-            except Exception:  # an engine bug: fail this request, keep the others' audio
-                log.exception("kokoro failed a window of request %d", request_id)
-                failures.append(RequestFailure(request_id, "internal_error",
-                                               "the engine failed on this request"))
-                finished = now
-            else:
-                outputs.append(output)
-            spans.append((started, finished))
-        done = {out.request_id for out in outputs} | {f.request_id for f in failures}
-        outputs += [RequestOutput(item.request_id, np.zeros(0, np.float32))
-                    for item in items if item.request_id not in done]
-        return tuple(outputs), tuple(failures), spans
-
     def _request(self, request_id: RequestId) -> _Request:
         request = self._requests.get(request_id)
         if request is None:
@@ -474,11 +423,6 @@ class KokoroEngine:
 
     def _decode_one(self, item: DecodeItem) -> RequestOutput:
         return self._decode(item, self._request(item.request_id))
-
-    def _decode_timed(self, item: DecodeItem, request: _Request) -> tuple[RequestOutput, float]:
-        """``_decode`` on a lane, and when it finished."""
-        output = self._decode(item, request)
-        return output, time.perf_counter()
 
     def _decode(self, item: DecodeItem, request: _Request) -> RequestOutput:
         """The request's next chunk. On a lane (``KokoroConfig.lanes``) this runs on a worker
@@ -559,16 +503,6 @@ class _TorchDecoder:
             "style": np.zeros((1, 256), np.float32),
         }
         self(**feeds)
-
-
-def _covered(spans: Sequence[tuple[float, float]], since: float, until: float) -> float:
-    """Seconds of [since, until] inside at least one of ``spans`` (start, end)."""
-    total, reach = 0.0, since
-    for lo, hi in sorted(spans):
-        lo, hi = max(lo, reach), min(hi, until)
-        if hi > lo:
-            total, reach = total + hi - lo, hi
-    return total
 
 
 def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:

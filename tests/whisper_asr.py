@@ -94,6 +94,16 @@ def word_error_rate(reference: str, heard: str) -> float:
     return _edit_rate(_WORD.findall(reference.lower()), _WORD.findall(heard.lower()))
 
 
+def letter_error_rate(reference: str, heard: str) -> float:
+    """Letter edit distance between ``reference`` and ``heard`` (case, spaces and punctuation
+    ignored), per reference letter: "riverbank" and "river bank" are the same words."""
+    return _edit_rate(_letters(reference), _letters(heard))
+
+
+def _letters(text: str) -> str:
+    return "".join(_WORD.findall(text.lower()))
+
+
 def _edit_rate(ref: Sequence[str], hyp: Sequence[str]) -> float:
     row = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
