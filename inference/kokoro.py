@@ -75,7 +75,7 @@ from inference.kokoro_text import (
 from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
-from inference.torch_graph import TorchGraph, bf16_matrix_units
+from inference.torch_graph import TorchGraph, bf16_matrix_units, wide_vector_units
 from inference.voice_registry import VoiceRegistry
 
 DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
@@ -144,9 +144,11 @@ class KokoroConfig:
     """What runs the decoder: ``onnx`` (ONNX Runtime, the stock int8 graph bit for bit),
     ``torch-bf16`` / ``torch-fp32`` (PyTorch, integer convolutions in bfloat16 / float32; sets
     PyTorch's process-wide intra-op threads), or ``auto`` (the default): ``torch-bf16`` on a CPU
-    with AMX-BF16, else ``onnx``. On a 2-core CPU with AMX ``torch-bf16`` decodes a window about
-    3.5x faster than ONNX Runtime with the same words and voice (docs/benchmarks.md, "Kokoro's
-    PyTorch decoder")."""
+    with AMX-BF16, ``torch-fp32`` on one with AVX-512 but no AMX, else ``onnx``. On a 2-core CPU
+    with AMX ``torch-bf16`` decodes a window about 3.5x faster than ONNX Runtime with the same
+    words and voice (docs/benchmarks.md, "Kokoro's PyTorch decoder"); on a 2-core AVX-512 CPU
+    without it ``torch-fp32`` decodes 1.4x faster, and its two lanes 1.5-1.7x ("A CPU without
+    AMX"). CPUs with neither were not measured."""
     lanes: int = 2
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
     worker thread with all ``intra_op_threads`` threads. A tick starts a planned request's
@@ -174,7 +176,9 @@ class KokoroConfig:
         """``decoder`` with ``auto`` decided for this CPU."""
         if self.decoder != "auto":
             return self.decoder
-        return "torch-bf16" if bf16_matrix_units() else "onnx"
+        if bf16_matrix_units():
+            return "torch-bf16"
+        return "torch-fp32" if wide_vector_units() else "onnx"
 
 
 @dataclass(frozen=True)

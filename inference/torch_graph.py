@@ -69,6 +69,12 @@ def _plain_op(op_type: str) -> _Op | None:
     return _PLAIN_OPS.get(op_type)
 
 
+def wide_vector_units() -> bool:
+    """Whether PyTorch's CPU kernels run AVX-512 here, where a float32 convolution beats ONNX
+    Runtime's integer one even without AMX (docs/benchmarks.md, "A CPU without AMX")."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def bf16_matrix_units() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16), where a
     bfloat16 convolution beats ONNX Runtime's integer one (Linux ``/proc/cpuinfo``)."""

@@ -538,11 +538,20 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
     assert 0.9 < f0_flat / f0_plain < 1.1
 
 
+@pytest.mark.parametrize(("amx", "avx512", "expected"), [
+    (True, True, "torch-bf16"), (False, True, "torch-fp32"), (False, False, "onnx")])
+def test_auto_picks_the_decoder_this_cpu_runs_fastest(monkeypatch: pytest.MonkeyPatch, amx: bool,
+                                                      avx512: bool, expected: str) -> None:
+    monkeypatch.setattr("inference.kokoro.bf16_matrix_units", lambda: amx)
+    monkeypatch.setattr("inference.kokoro.wide_vector_units", lambda: avx512)
+    assert KokoroConfig().resolved_decoder() == expected
+    assert KokoroConfig(decoder="onnx").resolved_decoder() == "onnx"
+
+
 def test_kokoro_settings_are_checked() -> None:
     assert KokoroConfig().decoder == "auto" and KokoroConfig().lanes == 2
     with pytest.raises(ValueError, match="lanes must be"):
         KokoroConfig(lanes=0)
-    assert KokoroConfig(decoder="auto").resolved_decoder() in ("onnx", "torch-bf16")
     with pytest.raises(ValueError, match="decoder must be one of"):
         KokoroConfig(decoder="gpu")
     with pytest.raises(ValueError, match="crossfade_frames"):
