@@ -36,7 +36,7 @@ WINDOWS = (36, 60, 180)
 SPLITS = ((2,), (2, 2), (1, 1), (2, 1))
 """Intra-op threads of each Python thread decoding at once."""
 SHARED = (2, 2)
-"""ONNX Runtime: two Python threads on one session (``SHARED_THREADS`` threads)."""
+"""ONNX Runtime: two Python threads on one session with 2 threads (the "shared" row)."""
 
 
 def main() -> None:

@@ -211,6 +211,19 @@ def decode_lanes(engine: object) -> int:
     return max(1, engine.decode_lanes()) if isinstance(engine, DecodesInParallel) else 1
 
 
+@runtime_checkable
+class RendersVariants(Protocol):
+    """An engine that can render a voice in more than one way (Kokoro's decoders give audio that
+    embeds 0.98-0.99 alike): what is measured from its audio is kept per ``render_variant()``."""
+
+    def render_variant(self) -> str: ...
+
+
+def render_variant(engine: object) -> str:
+    """How ``engine`` renders its voices now ("" for an engine with one way)."""
+    return engine.render_variant() if isinstance(engine, RendersVariants) else ""
+
+
 class VoiceParams(Protocol):
     def to_bytes(self) -> bytes: ...
 

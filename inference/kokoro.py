@@ -151,13 +151,14 @@ class KokoroConfig:
     AMX"). CPUs with neither were not measured."""
     lanes: int = 2
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
-    worker thread with all ``intra_op_threads`` threads. A tick starts a planned request's
-    window on a free lane and returns as soon as any lane's window finishes (or after
-    ``inference.kokoro_lanes.LANE_POLL_S``), with empty output for planned requests still decoding; a window that
-    finishes later is delivered by a later tick. So a new utterance's small first window runs
-    beside another stream's large one instead of after it, and two windows on 2 cores give
-    more audio per second than one window on both: in 2-session loadtests 2 lanes starved
-    about half as long as 1 (docs/benchmarks.md). A lone stream decodes as fast either way."""
+    worker thread with all ``intra_op_threads`` threads (``inference.kokoro_lanes``). A tick
+    starts a planned request's window on a free lane and returns as soon as any lane's window
+    finishes (or after ``LANE_POLL_S``), with empty output for planned requests still decoding;
+    a window that finishes later is delivered by a later tick. So a new utterance's small first
+    window runs beside another stream's large one instead of after it, and two windows on 2
+    cores give more audio per second than one window on both: in 2-session loadtests 2 lanes
+    starved about half as long as 1 (docs/benchmarks.md). A lone stream decodes as fast either
+    way."""
 
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
@@ -268,6 +269,10 @@ class KokoroEngine:
     @property
     def sample_rate_hz(self) -> int:
         return SAMPLE_RATE_HZ
+
+    def render_variant(self) -> str:
+        """The decoder (``RendersVariants``): its audio differs slightly between decoders."""
+        return self.decoder_kind
 
     def decode_lanes(self) -> int:
         """Decode items one tick runs at once (``DecodesInParallel``)."""

@@ -40,7 +40,14 @@ import numpy.typing as npt
 
 from inference.asr import recognize
 from inference.conversion import ConversionParams, convert, f0_stats, fit
-from inference.engine import ClonesVoices, F0Shift, ShiftsF0, SynthesisUnit, decode_lanes
+from inference.engine import (
+    ClonesVoices,
+    F0Shift,
+    ShiftsF0,
+    SynthesisUnit,
+    decode_lanes,
+    render_variant,
+)
 from inference.scheduler import Scheduler, UnitAudio, UnitFailed
 from inference.speaker import SpeakerEncoder, cosine
 from session.errors import UnknownVoice
@@ -204,8 +211,8 @@ class BaseVoices:
     def _path(self, voice_id: str) -> Path | None:
         if self._cache_dir is None:
             return None
-        key = hashlib.sha256(f"{_EMBEDDING_VERSION}\n{voice_id}\n{self._sample_text}".encode())
-        return self._cache_dir / f"{voice_id.replace(':', '-')}-{key.hexdigest()[:16]}.npz"
+        variant = render_variant(self._catalog.resolve(voice_id).scheduler.engine)
+        return self._cache_dir / sample_file_name(voice_id, variant, self._sample_text)
 
     def _load(self, voice_id: str) -> VoiceSample | None:
         path = self._path(voice_id)
@@ -245,6 +252,13 @@ class BaseVoices:
             return VoiceSample(encoder.embed(audio, rate), f0_hz, spread)
 
         return await self._runner.run_blocking(measure)
+
+
+def sample_file_name(voice_id: str, variant: str, text: str) -> str:
+    """Where a stock voice's ``VoiceSample`` is cached: one file per voice, way of rendering it
+    (``inference.engine.render_variant``), sample text and measuring method."""
+    key = hashlib.sha256(f"{_EMBEDDING_VERSION}\n{voice_id}\n{variant}\n{text}".encode())
+    return f"{voice_id.replace(':', '-')}-{key.hexdigest()[:16]}.npz"
 
 
 async def speak_offline(scheduler: Scheduler, engine_voice: str, text: str, engine_wait_s: float,

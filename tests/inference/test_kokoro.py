@@ -32,6 +32,7 @@ from inference.engine import (
     ShiftsF0,
     SynthesisUnit,
     WordTiming,
+    render_variant,
 )
 from inference.kokoro import (
     DEFAULT_CACHE_DIR,
@@ -170,6 +171,7 @@ def test_the_torch_decoder_keeps_the_voice(onnx_engine: KokoroEngine,
     noise, and the speaker encoder hears one speaker (a different stock voice scores 0.6-0.8)."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
     assert engine.decoder_kind == torch_decoder() and engine.decode_lanes() == 2
+    assert render_variant(engine) == torch_decoder() and render_variant(onnx_engine) == "onnx"
     encoder = SpeakerEncoder()
     for voice in ("jf_gongitsune", "jm_kumo"):
         unit = SynthesisUnit(SENTENCE, voice)

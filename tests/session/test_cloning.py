@@ -20,10 +20,12 @@ import pytest
 import soundfile
 import soxr
 
+from inference.engine import render_variant
 from inference.piper import PiperEngine
 from inference.scheduler import Scheduler, SchedulerConfig
 from inference.speaker import SpeakerEncoder, cosine
 from session.authn import Principal
+from session.cloning import SAMPLE_TEXT, sample_file_name
 from session.context import ContextAudio, ContextEvent, ContextFinished
 from session.db import Stores
 from session.ids import TenantId, VoiceId
@@ -33,6 +35,7 @@ from session.store.jobs import JobStatus
 from session.voice_service import NewVoice, ReferenceUpload, VoiceService
 from session.voices import ResolvedVoice, VoiceCatalog
 from tests.asr import recognize, word_overlap
+from tests.inference.fake_engine import FakeEngine
 from tests.session.test_voice_service import build_service, consent
 
 REFERENCE = (
@@ -155,3 +158,16 @@ async def test_a_reference_without_transcript_is_recognised_for_the_fit(
     # the recogniser's words stood in for a transcript: the fit ran on them
     assert done.result["transcript_words"] > 10, done.result
     assert "clone_similarity" in done.result
+
+
+def test_a_stock_voice_sample_is_cached_per_way_of_rendering_it() -> None:
+    """Kokoro's decoders render a voice slightly differently, so a stock voice's embedding
+    measured on one decoder is not reused on another; on the same one it is."""
+    onnx = sample_file_name("kokoro:jm_kumo", "onnx", SAMPLE_TEXT)
+    assert onnx == sample_file_name("kokoro:jm_kumo", "onnx", SAMPLE_TEXT)
+    assert onnx.startswith("kokoro-jm_kumo-") and onnx.endswith(".npz")
+    others = {sample_file_name("kokoro:jm_kumo", "torch-fp32", SAMPLE_TEXT),
+              sample_file_name("kokoro:jf_nezumi", "onnx", SAMPLE_TEXT),
+              sample_file_name("kokoro:jm_kumo", "onnx", "Another text.")}
+    assert onnx not in others and len(others) == 3
+    assert render_variant(FakeEngine()) == ""  # an engine with one way: no variant
