@@ -149,6 +149,7 @@ export class Talk extends EventTarget {
   async text(id, text, voice, speed, pitch = 0) {
     if (this.refused.has(id) || !this.open.has(id)) return; // refused, cancelled or finished
     const t = await this.connected(voice, speed);
+    if (!this.open.has(id)) return; // cancelled while connecting
     if (this.turn && this.turn.id === id && this.turn.sentAt === null) this.turn.sentAt = performance.now();
     t.send({ type: "text", context_id: id, text, voice, speed, pitch });
   }

@@ -15,11 +15,22 @@ const JITTER_TARGET_MS = 80;
 
 function emit(target, type, detail) { target.dispatchEvent(new CustomEvent(type, { detail })); }
 
-/** Audio frames of later utterances wait until the one playing now is done (one voice at a time). */
-class ContextOrder {
-  constructor(play) { this.play = play; this.order = []; this.held = new Map(); }
-  start(id) { if (!this.order.includes(id)) { this.order.push(id); this.held.set(id, []); } }
+const ENDED_KEPT = 64;
+
+/**
+ * Audio frames of later utterances wait until the one playing now is done (one voice at a time).
+ * An utterance that ended stays ended: frames of a cancelled one that were already on the wire
+ * when the page cancelled it are dropped, not played as a new utterance.
+ */
+export class ContextOrder {
+  constructor(play) { this.play = play; this.order = []; this.held = new Map(); this.ended = new Set(); }
+  start(id) {
+    if (this.ended.has(id) || this.order.includes(id)) return;
+    this.order.push(id);
+    this.held.set(id, []);
+  }
   audio(id, pcm) {
+    if (this.ended.has(id)) return;
     this.start(id);
     if (this.order[0] === id) this.play(pcm); else this.held.get(id).push(pcm);
   }
@@ -28,10 +39,12 @@ class ContextOrder {
     const wasHead = this.order[0] === id;
     this.order = this.order.filter((x) => x !== id);
     this.held.delete(id);
+    this.ended.add(id);
+    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.values().next().value);
     if (wasHead && this.order.length) { for (const pcm of this.held.get(this.order[0])) this.play(pcm); this.held.set(this.order[0], []); }
     return wasHead;
   }
-  reset() { this.order = []; this.held.clear(); }
+  reset() { this.order = []; this.held.clear(); this.ended.clear(); }
 }
 
 export class WsTransport extends EventTarget {

@@ -89,6 +89,27 @@ def test_simulated_llm_streams_tokens_and_stop_barges_in(demo: DemoPage) -> None
     assert demo.errors == []
 
 
+def test_audio_of_a_cancelled_utterance_that_arrives_late_is_not_played(demo: DemoPage) -> None:
+    """Frames already on the wire when the page cancels arrive after the cancel: they are dropped,
+    not taken for the start of a new utterance (a barge-in that kept talking failed CI once)."""
+    played = demo.page.evaluate("""async () => {
+        const { ContextOrder } = await import('/web/transports.js');
+        const played = [];
+        const order = new ContextOrder((pcm) => played.push(pcm));
+        order.start('a'); order.audio('a', 'a0');
+        order.start('b'); order.audio('b', 'b0');   // held until 'a' ends
+        order.done('a');                             // cancelled: 'b' plays on
+        order.audio('a', 'a1');                      // late frame of the cancelled one
+        order.audio('b', 'b1');
+        order.done('b');
+        order.audio('b', 'b2');
+        order.start('a');                            // its context_started echo: stays ended
+        order.audio('c', 'c0');
+        return played;
+    }""")
+    assert played == ["a0", "b0", "b1", "c0"]
+
+
 def test_typing_speaks_as_you_type_by_keyboard_only(demo: DemoPage) -> None:
     """Walk the page with Tab from the top: every control is reached in reading order and shows a
     focus ring; then type with the keyboard: words stream while typing and Enter ends the
