@@ -75,7 +75,13 @@ from inference.kokoro_text import (
 from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
-from inference.torch_graph import TorchGraph, bf16_matrix_units, wide_vector_units
+from inference.torch_graph import (
+    TorchGraph,
+    bf16_matrix_units,
+    int8_convolutions,
+    int8_dot_products,
+    wide_vector_units,
+)
 from inference.voice_registry import VoiceRegistry
 
 DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
@@ -90,7 +96,9 @@ _WARMUP_ID = RequestId(-1)
 
 _F32 = npt.NDArray[np.float32]
 log = logging.getLogger(__name__)
-DECODERS = ("auto", "onnx", "torch-bf16", "torch-fp32")
+_CONV_DTYPES = {"torch-bf16": torch.bfloat16, "torch-fp32": torch.float32,
+                "torch-int8": torch.int8}
+DECODERS = ("auto", "onnx", "torch-bf16", "torch-fp32", "torch-int8")
 
 
 @dataclass(frozen=True)
@@ -142,13 +150,16 @@ class KokoroConfig:
     default_voice: str = "mean"
     decoder: str = "auto"
     """What runs the decoder: ``onnx`` (ONNX Runtime, the stock int8 graph bit for bit),
-    ``torch-bf16`` / ``torch-fp32`` (PyTorch, integer convolutions in bfloat16 / float32; sets
-    PyTorch's process-wide intra-op threads), or ``auto`` (the default): ``torch-bf16`` on a CPU
-    with AMX-BF16, ``torch-fp32`` on one with AVX-512 but no AMX, else ``onnx``. On a 2-core CPU
-    with AMX ``torch-bf16`` decodes a window about 3.5x faster than ONNX Runtime with the same
-    words and voice (docs/benchmarks.md, "Kokoro's PyTorch decoder"); on a 2-core AVX-512 CPU
-    without it ``torch-fp32`` decodes 1.4x faster, and its two lanes 1.5-1.7x ("A CPU without
-    AMX"). CPUs with neither were not measured."""
+    ``torch-bf16`` / ``torch-fp32`` (PyTorch, integer convolutions in bfloat16 / float32),
+    ``torch-int8`` (PyTorch, integer convolutions in 8-bit integers by oneDNN, as the graph
+    means them) -- the PyTorch ones set PyTorch's process-wide intra-op threads -- or ``auto``
+    (the default): ``torch-bf16`` on a CPU with AMX-BF16; on one with AVX-512 but no AMX,
+    ``torch-int8`` where it has VNNI, else ``torch-fp32``; else ``onnx``. On a 2-core CPU with
+    AMX ``torch-bf16`` decodes a window about 3.5x faster than ONNX Runtime with the same words
+    and voice (docs/benchmarks.md, "Kokoro's PyTorch decoder"); on a 2-core AVX-512 VNNI CPU
+    without AMX ``torch-int8`` decodes 2.2x faster and its two lanes 2.3x, ``torch-fp32``
+    1.4x and 1.5x ("A CPU without AMX"). ``torch-int8`` was not measured on an AMX CPU, nor
+    were CPUs without AVX-512."""
     lanes: int = 2
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
     worker thread with all ``intra_op_threads`` threads (``inference.kokoro_lanes``). A tick
@@ -179,7 +190,9 @@ class KokoroConfig:
             return self.decoder
         if bf16_matrix_units():
             return "torch-bf16"
-        return "torch-fp32" if wide_vector_units() else "onnx"
+        if not wide_vector_units():
+            return "onnx"
+        return "torch-int8" if int8_dot_products() and int8_convolutions() else "torch-fp32"
 
 
 @dataclass(frozen=True)
@@ -244,8 +257,7 @@ class KokoroEngine:
         if self.decoder_kind == "onnx":
             self._decoder = _OnnxDecoder(self._assets, threads, spin)
         else:
-            self._decoder = _TorchDecoder(self._assets, self.decoder_kind == "torch-bf16",
-                                          threads)
+            self._decoder = _TorchDecoder(self._assets, _CONV_DTYPES[self.decoder_kind], threads)
             if self.config.lanes > 1:
                 self._lanes = Lanes(self.config.lanes, self._decode, "kokoro-decode")
         self._stock = stock_voices(self._assets.voicepacks)
@@ -490,10 +502,10 @@ class _TorchDecoder:
     """The harmonic source in ONNX Runtime (``kokoro_graph``: the voice depends on its rounding),
     the rest of the decoder in PyTorch. Thread-safe: several windows may decode at once."""
 
-    def __init__(self, assets: KokoroAssets, bf16: bool, threads: int) -> None:
+    def __init__(self, assets: KokoroAssets, conv_dtype: torch.dtype, threads: int) -> None:
         torch.set_num_threads(threads)  # process-wide: PyTorch has no per-call thread count
         self._source = cpu_session(assets.source_path, threads, False)
-        self._body = TorchGraph(assets.body_path, torch.bfloat16 if bf16 else torch.float32)
+        self._body = TorchGraph(assets.body_path, conv_dtype)
 
     def __call__(self, asr: _F32, f0: _F32, n: _F32, phase: _F32, style: _F32) -> _F32:
         source = self._source.run(None, {"f0": f0, "phase": phase})[0]

@@ -29,9 +29,11 @@ keeps its values in its own dictionary.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +43,11 @@ import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
 from inference.graph_rewrites import Operators, Step, affine_norm, fold, fuse, snake
+
+# ``_qconv`` quantises with ``quantize_per_tensor``, whose quint8 result PyTorch deprecates (it
+# warns on first use); it is one pass where rounding by hand takes four. Should a PyTorch drop
+# it, ``int8_convolutions()`` says False and ``auto`` keeps to float convolutions.
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, ", category=UserWarning)
 
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 11: torch.float64}
@@ -75,17 +82,97 @@ def wide_vector_units() -> bool:
     return torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
-def bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16), where a
-    bfloat16 convolution beats ONNX Runtime's integer one (Linux ``/proc/cpuinfo``)."""
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
+                    return set(line.split(":", 1)[-1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16), where a
+    bfloat16 convolution beats ONNX Runtime's integer one."""
+    return "amx_bf16" in _cpu_flags()
+
+
+def int8_dot_products() -> bool:
+    """Whether this CPU has AVX-512 VNNI (8-bit dot products into 32-bit sums), where oneDNN's
+    int8 convolution (``TorchGraph`` with ``torch.int8``) beats a float32 one."""
+    return "avx512_vnni" in _cpu_flags()
+
+
+def _int8_attrs(a: Mapping[str, Any]) -> tuple[list[int], list[int], list[int], int]:
+    """A 1-d convolution's stride, padding and dilation as oneDNN's 2-d ones of height 1."""
+    return ([1, a.get("strides", [1])[0]], [0, a.get("pads", [0, 0])[0]],
+            [1, a.get("dilations", [1])[0]], a.get("group", 1))
+
+
+class _Int8Conv(NamedTuple):
+    """A fused convolution's weights packed for oneDNN, with its per-channel rescaling and bias."""
+
+    packed: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor
+    zeros: torch.Tensor
+
+
+def _pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> _Int8Conv | None:
+    """A fused convolution's integer weights minus their zero point, packed for oneDNN once;
+    None if they do not fit int8 (Kokoro's export keeps them in 7 bits, so all of its fit), and
+    that convolution runs in float32."""
+    stride, padding, dilation, groups = _int8_attrs(a)
+    channels = weight.shape[0]
+    if weight.min() < -128 or weight.max() > 127:
+        return None
+    w4 = weight.round().to(torch.int8).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    scale = a["scale"].reshape(-1).expand(channels).contiguous().float()
+    packed = torch.ops.onednn.qconv_prepack(w4, scale, 1.0, 0, stride, padding, dilation,
+                                            groups, None)
+    return _Int8Conv(packed, scale, a["bias"].reshape(-1).expand(channels).contiguous().float(),
+                     torch.zeros(channels, dtype=torch.int64))
+
+
+def _qconv(a: Mapping[str, Any], x: torch.Tensor, w: _Int8Conv) -> torch.Tensor:
+    """conv(x, w) x scale + bias with 8-bit integers, as the ONNX graph means it: the input
+    quantised per tensor like ``DynamicQuantizeLinear`` (uint8, a range that includes 0, round
+    half to even), convolved with the int8 weights by oneDNN (VNNI / AMX-INT8), the sum rescaled
+    to float32 with the bias added in the same kernel. Returns (batch, channels, time) with
+    channels-last strides, like ``TorchGraph._conv``."""
+    x4 = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    lo, hi = torch.aminmax(x4.permute(0, 2, 3, 1).reshape(-1))  # a view: one pass in memory order
+    lo_f, hi_f = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi_f - lo_f) / 255.0 or 1.0  # an all-zero input: any scale gives zeros
+    zero = min(255, max(0, round(-lo_f / scale)))
+    xq = torch.quantize_per_tensor(x4, scale, zero, torch.quint8).int_repr()  # one pass
+    stride, padding, dilation, groups = _int8_attrs(a)
+    y: torch.Tensor = torch.ops.onednn.qconv2d_pointwise(
+        xq, scale, zero, w.packed, w.scale, w.zeros, w.bias, stride, padding, dilation, groups,
+        1.0, 0, torch.float32, "none", [], "")
+    return y.squeeze(2)
+
+
+@functools.cache
+def int8_convolutions() -> bool:
+    """Whether this PyTorch runs oneDNN's quantised convolution (``TorchGraph`` with
+    ``torch.int8``) and it gives what a float convolution of the same integers gives. The input
+    lies on its own quantisation grid (steps of 1/51 from -2 to 3), so the two agree exactly."""
+    weight = torch.arange(-12.0, 12.0).reshape(2, 3, 4)
+    scale, bias = torch.tensor([0.5, 0.25]), torch.tensor([1.0, -1.0])
+    a = {"pads": [1, 1], "scale": scale, "bias": bias}
+    steps = [-102, 153, *range(-100, 150, 10)]
+    x = (torch.tensor(steps, dtype=torch.float32) / 51).reshape(1, 3, 9)
+    want = F.conv1d(x, weight, padding=1) * scale.reshape(1, -1, 1) + bias.reshape(1, -1, 1)
+    try:
+        packed = _pack_int8(weight, a)
+        got = None if packed is None else _qconv(a, x, packed)
+    except (RuntimeError, AttributeError, TypeError):
+        return False
+    return got is not None and bool(torch.allclose(got, want, rtol=1e-4, atol=1e-4))
 
 
 def _reflect_channels_last(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
@@ -102,15 +189,22 @@ def _reflect_channels_last(x: torch.Tensor, left: int, right: int) -> torch.Tens
 
 class TorchGraph:
     """An ONNX graph evaluated node by node with PyTorch. ``conv_dtype`` is the precision of the
-    integer convolutions, run in float (``torch.bfloat16`` or ``torch.float32``: their 8-bit
-    weights are exact in either); every other operator, float convolutions and integer matrix
-    products included, runs in float32 or the graph's own integer types."""
+    integer convolutions: ``torch.bfloat16`` or ``torch.float32`` run them in float (their 8-bit
+    weights are exact in either), ``torch.int8`` runs them in integers as the graph means them
+    (``_qconv``; needs ``optimise`` and ``int8_convolutions()``). Every other operator, float
+    convolutions and integer matrix products included, runs in float32 or the graph's own
+    integer types."""
 
     def __init__(self, path: Path | onnx.ModelProto, conv_dtype: torch.dtype = torch.float32,
                  optimise: bool = True) -> None:
+        if conv_dtype == torch.int8 and not (optimise and int8_convolutions()):
+            raise ValueError("int8 convolutions need optimise=True and PyTorch's oneDNN "
+                             "quantised convolution (int8_convolutions())")
         model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
         graph = model.graph
         self.conv_dtype = conv_dtype
+        self._float_conv_dtype = torch.float32 if conv_dtype == torch.int8 else conv_dtype
+        """What the integer convolutions not run in int8 run in."""
         self._consts: dict[str, torch.Tensor] = {
             init.name: torch.from_numpy(numpy_helper.to_array(init).copy())
             for init in graph.initializer}
@@ -148,9 +242,14 @@ class TorchGraph:
                 self._last_use[name] = k
         self._weights: dict[str, torch.Tensor] = {}
         self._conv_weights: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-        for op, names, _, _ in self._steps:  # built once, so runs on several threads share them
-            if op in (self._op_ConvInteger, self._op_ScaledConvInteger):
-                self._conv_weight(names[1], self._float_weight(names), conv_dtype)
+        self._packed: dict[str, _Int8Conv] = {}
+        for op, names, _, attrs in self._steps:  # built once: runs on several threads share them
+            packed = (_pack_int8(self._float_weight(names), attrs)
+                      if op == self._op_ScaledConvInteger and conv_dtype == torch.int8 else None)
+            if packed is not None:
+                self._packed[names[1]] = packed
+            elif op in (self._op_ConvInteger, self._op_ScaledConvInteger):
+                self._conv_weight(names[1], self._float_weight(names), self._float_conv_dtype)
             elif op == self._op_MatMulInteger:
                 self._float_weight(names)
 
@@ -231,14 +330,17 @@ class TorchGraph:
     def _op_ConvInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
                         *_: Any) -> torch.Tensor:
         return self._conv(a, x, self._conv_weight(names[1], self._float_weight(names),
-                                                  self.conv_dtype), None)
+                                                  self._float_conv_dtype), None)
 
     def _op_ScaledConvInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,
                               *_: Any) -> torch.Tensor:
         """``graph_rewrites.fuse``'s convolution: conv(x, w) x scale + bias, in place (2x faster
         than the graph's three or four steps; the bias is added in float, as the graph does)."""
+        packed = self._packed.get(names[1])
+        if packed is not None:
+            return _qconv(a, x, packed)
         y = self._conv(a, x, self._conv_weight(names[1], self._float_weight(names),
-                                               self.conv_dtype), None)
+                                               self._float_conv_dtype), None)
         return y.mul_(a["scale"]).add_(a["bias"])
 
     def _op_MatMulInteger(self, a: Any, names: Sequence[str], x: torch.Tensor,

@@ -52,7 +52,7 @@ from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
 from inference.onnx_graphs import cpu_session
 from inference.speaker import SpeakerEncoder, cosine
-from inference.torch_graph import TorchGraph, bf16_matrix_units
+from inference.torch_graph import TorchGraph
 from inference.voice_registry import VoiceRegistry
 from tests.asr import recognize, word_overlap
 from tests.whisper_asr import letter_error_rate, transcribe, word_error_rate
@@ -129,8 +129,9 @@ def onnx_engine(assets: KokoroAssets, registry: VoiceRegistry) -> KokoroEngine:
 
 
 def torch_decoder() -> str:
-    """The PyTorch decoder this CPU runs well: bfloat16 convolutions need AMX to be fast."""
-    return "torch-bf16" if bf16_matrix_units() else "torch-fp32"
+    """The PyTorch decoder this CPU runs best (``auto``'s choice where that is one)."""
+    chosen = KokoroConfig().resolved_decoder()
+    return chosen if chosen.startswith("torch-") else "torch-fp32"
 
 
 def test_cut_graphs_equal_the_stock_model(onnx_engine: KokoroEngine, assets: KokoroAssets,
@@ -540,12 +541,15 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
     assert 0.9 < f0_flat / f0_plain < 1.1
 
 
-@pytest.mark.parametrize(("amx", "avx512", "expected"), [
-    (True, True, "torch-bf16"), (False, True, "torch-fp32"), (False, False, "onnx")])
+@pytest.mark.parametrize(("amx", "avx512", "vnni", "expected"), [
+    (True, True, True, "torch-bf16"), (False, True, True, "torch-int8"),
+    (False, True, False, "torch-fp32"), (False, False, False, "onnx")])
 def test_auto_picks_the_decoder_this_cpu_runs_fastest(monkeypatch: pytest.MonkeyPatch, amx: bool,
-                                                      avx512: bool, expected: str) -> None:
+                                                      avx512: bool, vnni: bool,
+                                                      expected: str) -> None:
     monkeypatch.setattr("inference.kokoro.bf16_matrix_units", lambda: amx)
     monkeypatch.setattr("inference.kokoro.wide_vector_units", lambda: avx512)
+    monkeypatch.setattr("inference.kokoro.int8_dot_products", lambda: vnni)
     assert KokoroConfig().resolved_decoder() == expected
     assert KokoroConfig(decoder="onnx").resolved_decoder() == "onnx"
 
