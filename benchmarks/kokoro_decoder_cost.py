@@ -27,7 +27,7 @@ from tests.inference.test_kokoro import stream
 
 TEXT = ("The quick brown fox jumps over the lazy dog near the river bank, and then it runs far "
         "away into the deep green forest where nobody can find it again.")
-SETTINGS = {"64+24 (shipped)": {}, "128+24": {"chunk_frames": 128},
+SETTINGS = {"64+24": {"chunk_frames": 64}, "128+24 (shipped)": {},
             "128+12": {"chunk_frames": 128, "context_frames": 12},
             "192+16": {"chunk_frames": 192, "context_frames": 16}}
 

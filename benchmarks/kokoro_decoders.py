@@ -1,5 +1,5 @@
 """Kokoro's decoders side by side: ONNX Runtime (the stock int8 graph) against PyTorch
-(``inference.torch_graph``, integer convolutions in bfloat16 or float32).
+(``inference.torch_graph``, integer convolutions in bfloat16, float32 or 8-bit integers).
 
 For each decoder and voice, the 12 held-out sentences of the cloning benchmark (6 Harvard, 6
 everyday), streamed the way the server streams them:
@@ -39,7 +39,7 @@ from tests.whisper_asr import transcribe, word_error_rate
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--voices", default="jf_gongitsune,jm_kumo,jf_nezumi")
-    parser.add_argument("--decoders", default="onnx,torch-bf16,torch-fp32")
+    parser.add_argument("--decoders", default="onnx,torch-bf16,torch-fp32,torch-int8")
     args = parser.parse_args()
     assets = load_assets(DEFAULT_CACHE_DIR)
     engines = {name: KokoroEngine(KokoroConfig(decoder=name, intra_op_threads=1), assets=assets)

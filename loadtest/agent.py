@@ -60,6 +60,8 @@ class UtteranceResult:
     level: tuple[tuple[float, float], ...]
     """The playout buffer level, ``(at_s, buffered_s)`` points of a piecewise-linear curve."""
     error_codes: tuple[str, ...]
+    error_messages: tuple[str, ...] = ()
+    """Each distinct ``code: message`` the turn got, in order (why a turn was refused)."""
 
     @property
     def starved_s(self) -> float:
@@ -111,6 +113,7 @@ def utterance_result(
         underruns=underruns,
         level=level,
         error_codes=tuple(e.code for e in record.errors),
+        error_messages=tuple(dict.fromkeys(f"{e.code}: {e.message}" for e in record.errors)),
     )
 
 

@@ -164,7 +164,8 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
     """The report of a run: ``ttfa_ms``/``ttfa_from_first_text_ms`` ``{n,p50,p95,p99,mean,max}``,
     ``gap_ms_p99``, ``underruns {count, starved_ms, utterances_with_underruns}``, ``errors``
     (count by code), ``per_utterance`` (each turn's session, start, words, audio, TTFA and
-    underruns as ``[s after the turn's first text, starved s]``), ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct,
+    underruns as ``[s after the turn's first text, starved s]`` and its distinct errors as
+    ``code: message``), ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct,
     cpu_max_pct, rss_max_mb, ...}`` and ``config``."""
     utterances = run.utterances
     ttfa = [u.ttfa_ms for u in utterances if u.ttfa_ms is not None]
@@ -196,7 +197,8 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
              "words": u.words, "audio_s": round(u.audio_s, 2), "completed": u.completed,
              "ttfa_ms": None if u.ttfa_ms is None else round(u.ttfa_ms, 1),
              "underruns": [[round(at - u.started_s, 3), round(starved, 3)]
-                           for at, starved in u.underruns]}
+                           for at, starved in u.underruns],
+             "errors": list(u.error_messages)}
             for u in utterances],
         "audio_s": round(audio_s, 2),
         "wall_s": round(run.wall_s, 2),

@@ -116,9 +116,10 @@ def test_no_audio_gives_no_playout_and_bad_input_raises() -> None:
         simulate_playout([Chunk(0.0, 0.1)], buffer_s=-0.1)
 
 
-def test_the_report_lists_each_utterance_with_its_underruns() -> None:
+def test_the_report_lists_each_utterance_with_its_underruns_and_errors() -> None:
     """``summarize`` keeps each turn's underruns, timed from the turn's first text, so a
-    pattern (every utterance starving at the same point) shows in the JSON."""
+    pattern (every utterance starving at the same point) shows in the JSON, and why a turn was
+    refused."""
     from loadtest.agent import AgentOutcome, UtteranceResult
     from loadtest.runner import LoadTestConfig, LoadTestRun, summarize
 
@@ -126,10 +127,18 @@ def test_the_report_lists_each_utterance_with_its_underruns() -> None:
                            audio_s=4.0, ttfa_ms=350.0, ttfa_from_first_text_ms=600.0,
                            gaps_ms=(10.0,), underruns=((3.1, 0.25), (4.0, 0.05)), level=(),
                            error_codes=())
+    refused = UtteranceResult(session=1, turn=1, started_s=6.0, words=3, completed=False,
+                              audio_s=0.0, ttfa_ms=None, ttfa_from_first_text_ms=None,
+                              gaps_ms=(), underruns=(), level=(),
+                              error_codes=("server_busy",),
+                              error_messages=("server_busy: at capacity",))
     run = LoadTestRun(LoadTestConfig(url="ws://x"), started_s=0.0, wall_s=10.0,
-                      outcomes=[AgentOutcome(1, [turn])], server_pid=None)
+                      outcomes=[AgentOutcome(1, [turn, refused])], server_pid=None)
     report = summarize(run)
     assert report["underruns"]["count"] == 2
     assert report["per_utterance"] == [
         {"session": 1, "turn": 0, "started_s": 2.0, "words": 12, "audio_s": 4.0,
-         "completed": True, "ttfa_ms": 350.0, "underruns": [[1.1, 0.25], [2.0, 0.05]]}]
+         "completed": True, "ttfa_ms": 350.0, "underruns": [[1.1, 0.25], [2.0, 0.05]],
+         "errors": []},
+        {"session": 1, "turn": 1, "started_s": 6.0, "words": 3, "audio_s": 0.0,
+         "completed": False, "ttfa_ms": None, "underruns": [], "errors": ["server_busy: at capacity"]}]
