@@ -88,6 +88,9 @@ DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
 MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
+GROWTH_SHARE = 0.8
+"""A growing chunk's window must decode in this share of the audio its client has buffered
+(``KokoroConfig.grow_chunks``)."""
 WINDOW_BUCKET_FRAMES = 12
 """The PyTorch decoder's windows are a multiple of this many frames long (``_bucketed``)."""
 
@@ -135,11 +138,12 @@ class KokoroConfig:
     grow_chunks: bool = True
     """Size chunks to the client's buffer (``DecodeItem.buffered_s``): a request's first chunk is
     the largest whose window decodes in half the audio its client has buffered (from
-    ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last. An
-    utterance that starts in silence then begins with 24, 48, 96 ... frames, so the player does
-    not run dry while a large second window decodes; one that follows audio still playing starts
-    with full chunks. False, or no buffer known: ``first_chunk_frames`` and then
-    ``chunk_frames``."""
+    ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last, or
+    grows less where the doubled window would not decode in ``GROWTH_SHARE`` of the buffered
+    audio at the measured speed. An utterance that starts in silence then begins with 24, 48,
+    96 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
+    while a large window decodes; one that follows audio still playing starts with full chunks.
+    False, or no buffer known: ``first_chunk_frames`` and then ``chunk_frames``."""
     context_frames: int = 24
     """Frames decoded on each side of a chunk and thrown away. Besides covering the decoder's
     convolutions, a longer window brings its normalisation statistics closer to the whole
@@ -422,13 +426,23 @@ class KokoroEngine:
         largest whose window decodes in half of ``item.buffered_s`` (the other half is for other
         streams and for noise in the speed), within [least, chunk_frames], where ``least`` is
         first_chunk_frames plus first_chunk_per_competitor_frames for each competing stream;
-        each later one doubles the last, up to chunk_frames. Doubling does not follow the buffer
-        down: a stream that fell behind needs long, efficient windows to catch up."""
+        each later one doubles the last, up to chunk_frames, or grows only as far as a window
+        that decodes in ``GROWTH_SHARE`` of ``item.buffered_s`` where that is still longer than
+        the last. It never shrinks with the buffer: a stream that fell behind needs long,
+        efficient windows to catch up. With 24 frames of context each side, a chunk gains on the
+        playhead only when it is long enough to outweigh its context (over 29 frames at 105
+        window frames a second): on a CPU that slow the first dry spell remains, and growing by
+        the buffer avoids the later ones that doubling into windows too long to decode in time
+        caused (docs/benchmarks.md, "8-bit integer convolutions")."""
         cfg = self.config
         if not cfg.grow_chunks or item.buffered_s is None:
             return cfg.first_chunk_frames if request.next_frame == 0 else cfg.chunk_frames
         if request.last_chunk:
-            return min(cfg.chunk_frames, 2 * request.last_chunk)
+            grown = min(cfg.chunk_frames, 2 * request.last_chunk)
+            frames = int(GROWTH_SHARE * item.buffered_s / self._s_per_frame)
+            window = frames // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
+            fits = window - min(request.next_frame, cfg.context_frames) - cfg.context_frames
+            return min(grown, fits) if fits > request.last_chunk else grown
         least = min(cfg.chunk_frames, cfg.first_chunk_frames
                     + item.competing * cfg.first_chunk_per_competitor_frames)
         fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.context_frames
@@ -540,21 +554,14 @@ def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:
 
 
 def _common_windows(cfg: KokoroConfig) -> list[int]:
-    """The bucketed window lengths most streams decode (``warmup`` builds their kernels): those
-    of an utterance that starts in silence, alone or beside one other stream, its chunks
-    doubling up to ``chunk_frames``, and the first window of one that starts behind playing
-    audio. An utterance's last window may have any other bucket length; its kernels are built
-    the first time (0.1-0.3 s, once)."""
-    context, step = cfg.context_frames, WINDOW_BUCKET_FRAMES
-    lengths = {cfg.chunk_frames + context}
-    for first in (cfg.first_chunk_frames,
-                  cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames):
-        start, size = 0, min(cfg.chunk_frames, first)
-        while not (size == cfg.chunk_frames and start >= context):
-            lengths.add(min(start, context) + size + context)
-            start, size = start + size, min(cfg.chunk_frames, 2 * size)
-        lengths.add(min(start, context) + size + context)
-    return sorted({-(-n // step) * step for n in lengths})
+    """The bucketed window lengths streams decode (``warmup`` builds their kernels): every
+    bucket from a lone first chunk's window to a full chunk's with context on both sides, since
+    growing chunks (``KokoroConfig.grow_chunks``) may take any of them. An utterance's last
+    window may be shorter; its kernels are built the first time (0.1-0.3 s, once)."""
+    step = WINDOW_BUCKET_FRAMES
+    smallest = -(-(cfg.first_chunk_frames + cfg.context_frames) // step) * step
+    largest = -(-(cfg.chunk_frames + 2 * cfg.context_frames) // step) * step
+    return list(range(smallest, largest + 1, step))
 
 
 def _word_spans(words: Sequence[str], owners: Sequence[int],

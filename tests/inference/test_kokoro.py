@@ -39,6 +39,7 @@ from inference.kokoro import (
     KokoroConfig,
     KokoroEngine,
     _bucketed,
+    _common_windows,
 )
 from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
@@ -362,6 +363,29 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
     assert _bucketed(0, 36, 500) == (0, 36) and _bucketed(0, 37, 500) == (0, 48)
     assert _bucketed(100, 150, 156) == (96, 156)  # widened to the left at the utterance's end
     assert _bucketed(0, 20, 20) == (0, 20)  # a whole utterance shorter than a bucket
+
+
+def test_chunks_grow_only_as_far_as_the_buffer_covers(engine: KokoroEngine) -> None:
+    """At a measured 130 window frames a second, a 40-frame chunk doubled (80 frames, a
+    128-frame window: 0.98 s) would not decode in 0.8 of a 1.0 s buffer: the next grows only to
+    the longest chunk whose bucketed window does (48 frames + 48 of context, 0.74 s). A buffer
+    that covers no growth at all keeps doubling, never shrinking; a fast CPU doubles as
+    before."""
+    cfg = engine.config
+    request = engine._prepare(SynthesisUnit(SENTENCE, "jm_kumo"))
+    request.next_frame, request.last_chunk = 24, 40
+    old_speed = engine._s_per_frame
+    try:
+        engine._s_per_frame = 1 / 130
+        assert engine._chunk_for(request, DecodeItem(RequestId(1), 1.0)) == 48
+        assert engine._chunk_for(request, DecodeItem(RequestId(1), 0.3)) == 80  # behind: double
+        engine._s_per_frame = 1 / 400
+        assert engine._chunk_for(request, DecodeItem(RequestId(1), 1.0)) == 80
+        request.last_chunk = cfg.chunk_frames
+        assert engine._chunk_for(request, DecodeItem(RequestId(1), 9.0)) == cfg.chunk_frames
+    finally:
+        engine._s_per_frame = old_speed
+    assert _common_windows(cfg) == list(range(48, 181, 12))  # every length growth may take
 
 
 def test_same_text_gives_the_same_audio(engine: KokoroEngine) -> None:
