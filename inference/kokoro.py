@@ -161,9 +161,9 @@ class KokoroConfig:
     ``torch-int8`` where it has VNNI, else ``torch-fp32``; else ``onnx``. On a 2-core CPU with
     AMX ``torch-bf16`` decodes a window about 3.5x faster than ONNX Runtime with the same words
     and voice (docs/benchmarks.md, "Kokoro's PyTorch decoder"); on a 2-core AVX-512 VNNI CPU
-    without AMX ``torch-int8`` decodes 2.2x faster and its two lanes 2.3x, ``torch-fp32``
-    1.4x and 1.5x ("A CPU without AMX"). ``torch-int8`` was not measured on an AMX CPU, nor
-    were CPUs without AVX-512."""
+    without AMX ``torch-int8`` decodes one window or two lanes about 2.2x faster, ``torch-fp32``
+    1.4x and 1.5x ("8-bit integer convolutions", "A CPU without AMX"). ``torch-int8`` was not
+    measured on an AMX CPU, nor were CPUs without AVX-512."""
     lanes: int = 2
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
     worker thread with all ``intra_op_threads`` threads (``inference.kokoro_lanes``). A tick
