@@ -154,10 +154,10 @@ def test_index_operators_match_onnx_runtime() -> None:
         np.testing.assert_array_equal(have, want)
 
 
-def test_dynamically_quantised_convolutions_run_as_float(tmp_path: Path) -> None:
-    """A float model quantised by ONNX Runtime's own ``quantize_dynamic`` (the pattern Kokoro's
-    export uses): TorchGraph's float run of the quantised graph is the float model with 8-bit
-    weights, nearer the float model than ONNX Runtime's integer run of it."""
+def _conv_model(tmp_path: Path, weight_type: QuantType) -> tuple[onnx.ModelProto,
+                                                                    onnx.ModelProto]:
+    """Two convolutions around a LeakyRelu, as a float model and as quantised by ONNX Runtime's
+    own ``quantize_dynamic`` with ``weight_type`` weights (the pattern Kokoro's export uses)."""
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[2, 2], kernel_shape=[5]),
              helper.make_node("LeakyRelu", ["h"], ["a"], alpha=0.1),
              helper.make_node("Conv", ["a", "w2", "b2"], ["y"], pads=[1, 1], kernel_shape=[3])]
@@ -167,8 +167,15 @@ def test_dynamically_quantised_convolutions_run_as_float(tmp_path: Path) -> None
         "w2": RNG.normal(scale=0.2, size=(8, 32, 3)).astype(np.float32),
         "b2": RNG.normal(size=8).astype(np.float32)})
     onnx.save(float_model, tmp_path / "float.onnx")
-    quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx", weight_type=QuantType.QUInt8)
-    quantised = onnx.load(str(tmp_path / "int8.onnx"))
+    quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx", weight_type=weight_type)
+    return float_model, onnx.load(str(tmp_path / "int8.onnx"))
+
+
+def test_dynamically_quantised_convolutions_run_as_float(tmp_path: Path) -> None:
+    """A float model quantised by ONNX Runtime's own ``quantize_dynamic`` (the pattern Kokoro's
+    export uses): TorchGraph's float run of the quantised graph is the float model with 8-bit
+    weights, nearer the float model than ONNX Runtime's integer run of it."""
+    float_model, quantised = _conv_model(tmp_path, QuantType.QUInt8)
     assert {"ConvInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in quantised.graph.node}
     feeds = {"x": RNG.normal(size=(1, 16, 64)).astype(np.float32)}
     reference = ort.InferenceSession(float_model.SerializeToString(),
@@ -200,18 +207,7 @@ def test_dynamically_quantised_convolutions_run_in_int8(tmp_path: Path,
     to 8 bits per tensor: its output is ONNX Runtime's integer run to within a rounding step,
     far nearer it than the float run is. Unsigned weights whose zero point puts them outside
     int8 fall back to float32 convolutions, with the same result as ``torch.float32``."""
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[2, 2], kernel_shape=[5]),
-             helper.make_node("LeakyRelu", ["h"], ["a"], alpha=0.1),
-             helper.make_node("Conv", ["a", "w2", "b2"], ["y"], pads=[1, 1], kernel_shape=[3],
-                              dilations=[1])]
-    float_model = _model(nodes, {"x": [1, 16, 64]}, ["y"], {
-        "w1": RNG.normal(scale=0.2, size=(32, 16, 5)).astype(np.float32),
-        "b1": RNG.normal(size=32).astype(np.float32),
-        "w2": RNG.normal(scale=0.2, size=(8, 32, 3)).astype(np.float32),
-        "b2": RNG.normal(size=8).astype(np.float32)})
-    onnx.save(float_model, tmp_path / "float.onnx")
-    quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx", weight_type=weight_type)
-    quantised = onnx.load(str(tmp_path / "int8.onnx"))
+    _, quantised = _conv_model(tmp_path, weight_type)
     feeds = {"x": RNG.normal(size=(1, 16, 64)).astype(np.float32)}
     integer = ort.InferenceSession(quantised.SerializeToString(),
                                    providers=["CPUExecutionProvider"]).run(None, feeds)[0]
