@@ -23,13 +23,15 @@ costs about the sum of its items (see ARCHITECTURE.md), so each decode item is o
 
 Decoders (``KokoroConfig.decoder``): ONNX Runtime runs the stock int8 graph as exported, one
 item after another, each on ``intra_op_threads`` threads. The PyTorch decoder
-(``inference.torch_graph``; the default on CPUs with AMX) runs the same graph with its integer
-convolutions in bfloat16, in channels-last layout and with its element-wise chains fused, about
-3.5x faster on a 2-core CPU with AMX. It decodes up to ``KokoroConfig.lanes`` requests'
-windows at once (2 by default), each on its own worker thread, and a tick does not wait for all
-of them (``inference.kokoro_lanes``; ``decode_lanes``, which the scheduler packs its ticks for).
-Its audio is not ONNX Runtime's bit for bit (activations are no longer rounded to 8 bits); the
-voices embed 0.98-0.99 alike against ONNX Runtime's own, with the same words (docs/benchmarks.md).
+(``inference.torch_graph``; the default on CPUs with AVX-512) runs the same graph in
+channels-last layout with its element-wise chains fused, its integer convolutions in bfloat16
+with AMX (about 3.5x faster than ONNX Runtime on 2 cores), in 8-bit integers with VNNI (about
+2.2x) or else in float32. It decodes up to ``KokoroConfig.lanes`` requests' windows at once (2
+by default), each on its own worker thread, and a tick does not wait for all of them
+(``inference.kokoro_lanes``; ``decode_lanes``, which the scheduler packs its ticks for). Its
+audio is not ONNX Runtime's bit for bit (in float the activations are no longer rounded to 8
+bits; in int8 the kernels round differently); the voices embed 0.98-0.999 alike against ONNX
+Runtime's own, with the same words (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ _F32 = npt.NDArray[np.float32]
 log = logging.getLogger(__name__)
 _CONV_DTYPES = {"torch-bf16": torch.bfloat16, "torch-fp32": torch.float32,
                 "torch-int8": torch.int8}
-DECODERS = ("auto", "onnx", "torch-bf16", "torch-fp32", "torch-int8")
+"""The PyTorch decoders and the precision of their integer convolutions."""
+DECODERS = ("auto", "onnx", *_CONV_DTYPES)
 
 
 @dataclass(frozen=True)

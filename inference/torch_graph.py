@@ -1,4 +1,4 @@
-"""Run a dynamically quantised ONNX graph in PyTorch, with its integer convolutions in float.
+"""Run a dynamically quantised ONNX graph in PyTorch, its integer convolutions in float or int8.
 
 Kokoro's stock model is an ONNX Runtime int8 export: every convolution quantises its input on the
 fly (``DynamicQuantizeLinear``), convolves integers (``ConvInteger``) and rescales the result. On
@@ -13,6 +13,11 @@ scale) turns that into the dequantised convolution. What remains quantised is wh
 baked in: the weights' 8-bit values and the biases rounded to the weight scale. The activations
 are no longer rounded to 8 bits per tensor, so the output differs from ONNX Runtime's as much as
 that rounding is worth (the Kokoro decoder's tests and docs/benchmarks.md measure it).
+
+With ``conv_dtype=torch.int8`` (for CPUs with VNNI, where float32 convolutions are the cost) the
+fused convolutions are not run in float at all: ``_qconv`` quantises the input per tensor as
+``DynamicQuantizeLinear`` does and hands it, with the int8 weights, to oneDNN's quantised
+convolution. On a graph quantised by ONNX Runtime that reproduces its integer run.
 
 Speed. At load time (``optimise``, the default) the quantisation steps and everything computed
 from constants alone are folded away, and three chains the decoder repeats become one step each:
