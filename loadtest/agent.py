@@ -190,7 +190,8 @@ class Agent:
     async def _speak(self, client: StreamClient, context_id: str, text: str) -> ContextRecord:
         """Stream ``text`` into a new context and wait until it is done (cancel it if it is late)."""
         await client.stream_words(context_id, text, self.config.words_per_s)
-        await client.close_context(context_id)
+        if not client.context(context_id).refused:
+            await client.close_context(context_id)
         try:
             return await client.wait_done(context_id, self.config.done_timeout_s)
         except DoneTimeout as exc:

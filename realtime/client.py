@@ -289,13 +289,16 @@ class StreamClient:
     ) -> None:
         """Send ``text`` word by word at ``words_per_s`` (on an absolute schedule, so the rate does
         not drift); ``words_per_s <= 0`` sends it all in one message. ``voice``, ``speed``,
-        ``pitch`` and ``language`` go with the first message, which starts the context. Does not
-        close the context."""
+        ``pitch`` and ``language`` go with the first message, which starts the context. Stops early
+        once the server has refused the context (its record says ``refused``): the rest would only
+        be refused too. Does not close the context."""
         pieces = split_words(text) if words_per_s > 0 else [text]
         start = time.monotonic()
         for index, piece in enumerate(pieces):
             if index:
                 await asyncio.sleep(max(0.0, start + index / words_per_s - time.monotonic()))
+                if self.demux.record(context_id).refused:
+                    return
             if index == 0:
                 await self.send_text(
                     context_id, piece, voice=voice, speed=speed, pitch=pitch, language=language

@@ -78,7 +78,9 @@ class NativeProtocol:
     the client are not mistakes: audio after a ``cancel`` is refused with None, see ``send_audio``.
 
     Finished context ids are remembered (the most recent ``remember_finished`` of them) so that text
-    for them is ``context_closed`` rather than a new context.
+    for them is ``context_closed`` rather than a new context. So are refused ones (``refuse``): a
+    context whose first text was refused never starts, since later text would make it speak a
+    sentence without its beginning; a client retries under a new ``context_id``.
     """
 
     max_contexts: int = MAX_CONTEXTS
@@ -87,6 +89,8 @@ class NativeProtocol:
     remember_finished: int = 4096
     _live: dict[str, _Context] = field(default_factory=dict, init=False, repr=False)
     _finished: dict[str, None] = field(default_factory=dict, init=False, repr=False)
+    _refused: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    """Refused context ids and the code each was refused with (bounded like ``_finished``)."""
 
     @property
     def open_contexts(self) -> int:
@@ -105,11 +109,13 @@ class NativeProtocol:
         """Parse and check one client frame against the connection's contexts.
 
         Beyond ``parse_client_message``'s errors: ``ContextClosed`` for text/flush on a closing,
-        cancelled or done context; ``UnknownContext`` for flush/close_context/cancel of a context
-        that never started; ``TooManyContexts`` for a new context while ``max_contexts`` are open;
-        ``TextTooLong`` when a context's text would pass ``max_context_chars`` (the context is not
-        extended, or not started). A ``close_context`` or ``cancel`` for a context already past that
-        point changes nothing and is returned as is (it races ``context_done``): treat it as a no-op.
+        cancelled, done or refused context; ``UnknownContext`` for flush/close_context/cancel of a
+        context that never started; ``TooManyContexts`` for a new context while ``max_contexts``
+        are open; ``TextTooLong`` when a context's text would pass ``max_context_chars`` (the
+        context is not extended, or not started). A new context refused by those two is refused
+        for good, as by ``refuse``. A ``close_context`` or ``cancel`` for a context already past
+        that point, or refused, changes nothing and is returned as is (it races ``context_done``
+        or the refusal): treat it as a no-op.
         """
         message = parse_client_message(data, max_message_bytes=self.max_message_bytes)
         match message:
@@ -125,13 +131,18 @@ class NativeProtocol:
 
     def _append_text(self, message: TextMessage) -> None:
         context_id, size = message.context_id, len(message.text)
+        self._check_not_refused(context_id, "text")
         context = self._live.get(context_id)
         if context is None and context_id not in self._finished:
-            self._check_text_budget(context_id, 0, size)
-            if len(self._live) >= self.max_contexts:
-                raise TooManyContexts(
-                    f"{self.max_contexts} contexts are open already", context_id=context_id
-                )
+            try:
+                self._check_text_budget(context_id, 0, size)
+                if len(self._live) >= self.max_contexts:
+                    raise TooManyContexts(
+                        f"{self.max_contexts} contexts are open already", context_id=context_id
+                    )
+            except (TextTooLong, TooManyContexts) as refusal:
+                self._remember_refused(context_id, refusal.code)
+                raise
             context = self._live[context_id] = _Context(context_id)
         else:
             context = self._taking_text(context_id, "text")
@@ -145,7 +156,16 @@ class NativeProtocol:
                 context_id=context_id,
             )
 
+    def _check_not_refused(self, context_id: str, kind: str) -> None:
+        code = self._refused.get(context_id)
+        if code is not None:
+            raise ContextClosed(
+                f"{kind} for context {context_id!r}, which was refused ({code}); send its text "
+                f"again under a new context_id", context_id=context_id,
+            )
+
     def _taking_text(self, context_id: str, kind: str) -> _Context:
+        self._check_not_refused(context_id, kind)
         state = self.context_state(context_id)
         if state is None:
             raise UnknownContext(
@@ -159,6 +179,8 @@ class NativeProtocol:
 
     def _end(self, context_id: str, to: ContextState) -> None:
         state = self.context_state(context_id)
+        if state is None and context_id in self._refused:
+            return  # the client's close/cancel crossed the refusal: nothing to end
         if state is None:
             raise UnknownContext(f"context {context_id!r} never started", context_id=context_id)
         if to in _TRANSITIONS[state]:  # else already closing/cancelled/done: nothing to do
@@ -214,13 +236,20 @@ class NativeProtocol:
         ``cancelled``. A context already past that point is left as it is."""
         self._end(context_id, ContextState.CANCELLED)
 
-    def refuse(self, context_id: str) -> None:
-        """Forget a context the session would not start (e.g. ``server_busy``) before its
-        ``context_started``: its slot is freed and a later text may try again."""
+    def refuse(self, context_id: str, code: str) -> None:
+        """End a context the session would not start (e.g. ``server_busy``) before its
+        ``context_started``: its slot is freed, and later text, flush or close for it does not
+        start it (text and flush are ``context_closed``, close and cancel change nothing)."""
         context = self._live_context(context_id, "refuse")
         if context.announced:
             raise InvalidContextState(context_id, context.state, "refuse a started context")
         del self._live[context_id]
+        self._remember_refused(context_id, code)
+
+    def _remember_refused(self, context_id: str, code: str) -> None:
+        self._refused[context_id] = code
+        if len(self._refused) > self.remember_finished:
+            del self._refused[next(iter(self._refused))]
 
     def _finish(self, message: ContextDone) -> ContextDone:
         context = self._live_context(message.context_id, "send context_done")

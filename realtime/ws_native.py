@@ -158,7 +158,7 @@ class NativeBridge:
             ctx = self.session.start_context(message.context_id, voice, message.speed,
                                              message.pitch, language)
         except TimbreError as err:
-            self.protocol.refuse(message.context_id)
+            self.protocol.refuse(message.context_id, err.code)
             err.context_id = err.context_id or message.context_id
             raise
         voice_id = ctx.settings.voice.voice_id

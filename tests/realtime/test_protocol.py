@@ -419,9 +419,11 @@ def test_too_many_contexts_until_one_has_sent_context_done() -> None:
     assert protocol.context_state("d") is None
     protocol.receive(wire(type="close_context", context_id="a"))
     with pytest.raises(errors.TooManyContexts):  # closing is not finishing: audio is still owed
-        protocol.receive(wire(type="text", context_id="d", text="x"))
+        protocol.receive(wire(type="text", context_id="e", text="x"))
     done(protocol, "a")
-    protocol.receive(wire(type="text", context_id="d", text="x"))
+    with pytest.raises(errors.ContextClosed, match="refused"):  # its first text was lost
+        protocol.receive(wire(type="text", context_id="d", text="x"))
+    protocol.receive(wire(type="text", context_id="f", text="x"))
     assert protocol.open_contexts == 3
 
 
@@ -451,7 +453,9 @@ def test_a_first_text_over_the_limit_starts_nothing() -> None:
     with pytest.raises(errors.TextTooLong):
         protocol.receive(wire(type="text", context_id="c", text="é" * 11))
     assert protocol.context_state("c") is None and protocol.open_contexts == 0
-    protocol.receive(wire(type="text", context_id="c", text="é" * 10))  # characters, not bytes
+    with pytest.raises(errors.ContextClosed, match=r"refused \(text_too_long\)"):
+        protocol.receive(wire(type="text", context_id="c", text="é"))
+    protocol.receive(wire(type="text", context_id="d", text="é" * 10))  # characters, not bytes
 
 
 def test_cancel_stops_audio_and_ends_with_cancelled() -> None:
@@ -508,15 +512,23 @@ def test_server_bugs_raise_invalid_context_state_naming_the_state() -> None:
         assert caught.value.state is ContextState.DONE
 
 
-def test_refused_context_frees_its_slot_and_may_start_again() -> None:
+def test_refused_context_frees_its_slot_and_never_starts() -> None:
     protocol = NativeProtocol(max_contexts=1)
     protocol.receive(wire(type="text", context_id="c", text="Hi"))
     protocol.send(error_message(errors.ServerBusy("try later", context_id="c")))
-    protocol.refuse("c")
+    protocol.refuse("c", "server_busy")
     assert protocol.context_state("c") is None and protocol.open_contexts == 0
-    start(protocol, "c")
+    # the rest of its text would make it speak a sentence without its beginning
+    refused = r"refused \(server_busy\).*new context_id"
+    with pytest.raises(errors.ContextClosed, match=refused):
+        protocol.receive(wire(type="text", context_id="c", text="there"))
+    with pytest.raises(errors.ContextClosed, match=refused):
+        protocol.receive(wire(type="flush", context_id="c"))
+    for kind in ("close_context", "cancel"):  # they crossed the refusal: nothing to end
+        assert protocol.receive(wire(type=kind, context_id="c")).context_id == "c"
+    start(protocol, "d")  # the slot is free for a new id
     with pytest.raises(InvalidContextState):
-        protocol.refuse("c")  # once announced, it must end with context_done
+        protocol.refuse("d", "server_busy")  # once announced, it must end with context_done
 
 
 def test_finished_ids_are_remembered_up_to_a_bound() -> None:

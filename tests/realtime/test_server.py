@@ -206,6 +206,38 @@ async def test_bad_messages_get_errors_and_the_session_survives(server: RunningS
     await http.close()
 
 
+async def test_a_refused_context_is_not_started_by_its_later_text(server: RunningServer) -> None:
+    """Its first words were refused (here: a voice that does not exist), so speaking the rest would
+    say a sentence without its beginning, in a voice nobody asked for."""
+    http, ws, _ = await raw_session(server)
+    await ws.send_str(json.dumps(
+        {"type": "text", "context_id": "c", "text": "Hello ", "voice": "nobody"}))
+    assert (await next_json(ws))["code"] == "unknown_voice"
+    await ws.send_str(json.dumps({"type": "text", "context_id": "c", "text": "there."}))
+    reply = await next_json(ws)
+    assert reply["code"] == "context_closed" and "refused (unknown_voice)" in reply["message"]
+    await ws.send_str(json.dumps({"type": "close_context", "context_id": "c"}))  # a no-op
+    await ws.send_str(json.dumps({"type": "text", "context_id": "d", "text": "Hello there."}))
+    await ws.send_str(json.dumps({"type": "close_context", "context_id": "d"}))
+    seen = []
+    while not seen or seen[-1] != ("context_done", "d"):
+        reply = await next_json(ws)
+        seen.append((reply["type"], reply.get("context_id")))
+    assert seen[0] == ("context_started", "d")
+    assert all(context_id == "d" for _, context_id in seen)  # nothing for c, and no error
+    await ws.close()
+    await http.close()
+
+
+async def test_the_client_stops_streaming_into_a_refused_context(server: RunningServer) -> None:
+    async with await StreamClient.connect(server.ws_url, server.key) as client:
+        # two words a second: the refusal of the first is back long before the second is due
+        await client.stream_words("c", "one two three", words_per_s=2, voice="nobody")
+        record = await client.wait_done("c", timeout_s=10)
+        assert record.refused and record.word_count == 1
+        assert [error.code for error in record.errors] == ["unknown_voice"]
+
+
 async def test_oversized_message_closes_with_1009(server: RunningServer) -> None:
     http, ws, _ = await raw_session(server)
     await ws.send_str(json.dumps({"type": "text", "context_id": "a", "text": "x" * 70_000}))

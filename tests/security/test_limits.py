@@ -70,9 +70,10 @@ async def test_native_context_text_limit_is_a_nonfatal_error(
         assert (error["type"], error["code"], error["context_id"]) == (
             "error", "text_too_long", "big")
         assert str(MAX_CHARS) in error["message"]
-        # the session goes on: the refused context never started
-        await ws.send_str(json.dumps({"type": "flush", "context_id": "big"}))
-        assert (await next_json(ws))["code"] == "unknown_context"
+        # the session goes on: the refused context never starts, not even with shorter text
+        await ws.send_str(json.dumps({"type": "text", "context_id": "big", "text": "a"}))
+        reply = await next_json(ws)
+        assert reply["code"] == "context_closed" and "refused (text_too_long)" in reply["message"]
 
 
 async def test_native_context_text_accumulates_towards_the_limit(
