@@ -196,12 +196,15 @@ class CostModel:
 
 @dataclass
 class Throughput:
-    """Audio seconds produced per second of engine time: exponentially weighted sums of both, so
-    prefill-only ticks count as the cost they are."""
+    """Audio seconds produced per second of engine time: sums of both that forget at the rate the
+    engine computes, with a time constant of ``horizon_s`` busy seconds, so prefill-only ticks
+    count as the cost they are and the figure does not swing with how the audio lands. (Kokoro's
+    lanes deliver a window of up to a second of compute in one tick; weighting every tick alike
+    swung its estimate between one and five streams from one second to the next.)"""
 
     audio_s: float = 0.0
     busy_s: float = 0.0
-    alpha: float = 0.02
+    horizon_s: float = 20.0
 
     @property
     def audio_s_per_s(self) -> float:
@@ -210,11 +213,9 @@ class Throughput:
     def learn(self, audio_s: float, busy_s: float) -> None:
         if busy_s <= 0:
             return
-        if self.busy_s == 0.0:
-            self.audio_s, self.busy_s = audio_s, busy_s
-            return
-        self.audio_s = (1 - self.alpha) * self.audio_s + self.alpha * audio_s
-        self.busy_s = (1 - self.alpha) * self.busy_s + self.alpha * busy_s
+        keep = math.exp(-busy_s / self.horizon_s)
+        self.audio_s = keep * self.audio_s + audio_s
+        self.busy_s = keep * self.busy_s + busy_s
 
 
 @dataclass

@@ -16,6 +16,7 @@ from inference.scheduling import (
     SchedulerState,
     StreamEvent,
     StreamFinished,
+    Throughput,
     UnitAudio,
     UnitFailed,
     _Cancel,
@@ -510,6 +511,20 @@ def test_a_laned_engine_learns_the_cost_of_a_round_and_its_full_throughput() -> 
     plan = h.tick()
     assert len(plan.decodes) == 2
     assert h.state.cost.decode_s == pytest.approx(0.05)  # a round of two costs one item's time
+
+
+def test_throughput_holds_steady_when_audio_lands_in_lumps() -> None:
+    """Kokoro's lanes deliver a second's window of audio in one tick after fifty empty ones: the
+    estimate must stay near the true rate (3 audio-s per s) at every tick, not swing with them."""
+    throughput = Throughput()
+    seen = []
+    for _ in range(60):  # a minute of engine time
+        for _ in range(49):
+            throughput.learn(0.0, 0.02)
+            seen.append(throughput.audio_s_per_s)
+        throughput.learn(3.0, 0.02)
+        seen.append(throughput.audio_s_per_s)
+    assert min(seen[-1000:]) > 2.7 and max(seen[-1000:]) < 3.3
 
 
 @dataclass

@@ -62,8 +62,9 @@ def espeak(text: str, voice: str = "en-us+m2") -> tuple[np.ndarray, int]:
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduler]:
+    # admission (throughput or late streams) is not under test: these tests speak one after another
     scheduler = Scheduler(PiperEngine(cache_dir=tmp_path_factory.mktemp("piper")),
-                          SchedulerConfig(admission_utilization=None))
+                          SchedulerConfig(admission_utilization=None, late_window_s=0.0))
     scheduler.start()
     assert scheduler.ready.wait(120), "piper did not warm up"
     yield scheduler

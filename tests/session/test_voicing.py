@@ -24,9 +24,10 @@ TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark bl
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoiceCatalog]:
-    # no admission control: the check is about audio, not capacity on a busy test machine
+    # no admission control (throughput or late streams): the check is about audio, not
+    # capacity on a busy test machine
     scheduler = Scheduler(PiperEngine(cache_dir=tmp_path_factory.mktemp("piper")),
-                          SchedulerConfig(admission_utilization=None))
+                          SchedulerConfig(admission_utilization=None, late_window_s=0.0))
     scheduler.start()
     assert scheduler.ready.wait(120), "piper did not warm up"
     catalog = VoiceCatalog()
