@@ -516,16 +516,17 @@ class _OnnxDecoder:
 
 
 class _TorchDecoder:
-    """The harmonic source in ONNX Runtime (``kokoro_graph``: the voice depends on its rounding),
-    the rest of the decoder in PyTorch. Thread-safe: several windows may decode at once."""
+    """The decoder in PyTorch: the harmonic source (in float32, its STFT's DC phase as ONNX
+    Runtime has it: ``torch_graph.STFT_DC_RESIDUE``), then the body. Thread-safe: several
+    windows may decode at once."""
 
     def __init__(self, assets: KokoroAssets, conv_dtype: torch.dtype, threads: int) -> None:
         torch.set_num_threads(threads)  # process-wide: PyTorch has no per-call thread count
-        self._source = cpu_session(assets.source_path, threads, False)
+        self._source = TorchGraph(assets.source_path)
         self._body = TorchGraph(assets.body_path, conv_dtype)
 
     def __call__(self, asr: _F32, f0: _F32, n: _F32, phase: _F32, style: _F32) -> _F32:
-        source = self._source.run(None, {"f0": f0, "phase": phase})[0]
+        source = self._source.run({"f0": f0, "phase": phase})[0]
         audio = self._body.run({"asr": asr, "f0": f0, "n": n, "source": source,
                                 "style": style})[0]
         return np.asarray(audio, dtype=np.float32).reshape(-1)

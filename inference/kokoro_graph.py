@@ -14,11 +14,11 @@ the network) and cuts the stock graph (tokens, style, speed -> waveform) with
   per frame (the AdaIN decoder and the iSTFTNet generator).
 * the decoder once more, in two: ``source`` (``f0``, ``phase`` -> the harmonic source's STFT,
   magnitudes and phases [1, 22, samples / 5 + 1]) and ``body`` (``asr``, ``f0``, ``n``,
-  ``source``, ``style`` -> audio). The engine's PyTorch decoder (``inference.kokoro``) runs the
-  body with ``inference.torch_graph`` and the source with ONNX Runtime: the source's phases of
-  bins with no energy (the unvoiced stretches, where the source is constant) are arctangents of
-  ONNX Runtime's rounding noise, and the model's voice depends on that noise (computed exactly,
-  as 0, the voices embed 0.82-0.92 alike against themselves instead of 0.98).
+  ``source``, ``style`` -> audio). The engine's PyTorch decoder (``inference.kokoro``) runs
+  both with ``inference.torch_graph``, the source in float32 and the body with its own
+  convolution precision. The model's voice depends on the phase of the source's DC bin, which is
+  pi or -pi where its real part is negative depending on the sign of an imaginary part that is
+  0 in an exact DFT; ``torch_graph.STFT_DC_RESIDUE`` gives it ONNX Runtime's sign.
 
 Why the phase is a cut point: the generator's sine source integrates F0 from the first sample
 (``CumSum``), so a window decoded on its own would start every harmonic at phase zero. Computing

@@ -129,6 +129,41 @@ def test_convolutions_resize_and_stft_match_onnx_runtime() -> None:
         np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-4)
 
 
+def test_stft_phase_of_the_dc_bin_is_onnx_runtimes() -> None:
+    """Kokoro's harmonic source takes each bin's phase as atan(im / re), shifted by pi by the
+    sign of im where re is negative. An exact DFT leaves the DC bin's im at 0, which makes a
+    negative DC's phase -pi; ONNX Runtime's leaves a residue of the other sign to re, which makes
+    it pi. TorchGraph gives it ONNX Runtime's phase, on either sign of DC."""
+    i64 = np.int64
+    nodes = [
+        _const("step", np.array(5, i64)),
+        _const("window", np.hanning(21)[:-1].astype(np.float32)),
+        _const("length", np.array(20, i64)),
+        _const("real", np.array(0, i64)),
+        _const("imag", np.array(1, i64)),
+        _const("zero", np.array(0.0, np.float32)),
+        _const("pi", np.array(np.pi, np.float32)),
+        helper.make_node("STFT", ["sig", "step", "window", "length"], ["spec"], onesided=1),
+        helper.make_node("Gather", ["spec", "real"], ["re"], axis=3),
+        helper.make_node("Gather", ["spec", "imag"], ["im"], axis=3),
+        helper.make_node("Div", ["im", "re"], ["ratio"]),
+        helper.make_node("Atan", ["ratio"], ["atan"]),
+        helper.make_node("Add", ["atan", "pi"], ["up"]),
+        helper.make_node("Sub", ["atan", "pi"], ["down"]),
+        helper.make_node("Greater", ["im", "zero"], ["positive"]),
+        helper.make_node("Less", ["re", "zero"], ["negative"]),
+        helper.make_node("Where", ["positive", "up", "down"], ["shifted"]),
+        helper.make_node("Where", ["negative", "shifted", "atan"], ["phase"]),
+    ]
+    model = _model(nodes, {"sig": [1, 400, 1]}, ["phase"])
+    for offset in (-3.0, 3.0):
+        feeds = {"sig": (RNG.normal(size=(1, 400, 1)) * 0.5 + offset).astype(np.float32)}
+        (expected,), (got,) = _both(model, feeds)
+        want = np.pi if offset < 0 else 0.0
+        np.testing.assert_allclose(expected[0, :, 0], want, atol=1e-4)
+        np.testing.assert_allclose(got[0, :, 0], expected[0, :, 0], atol=1e-4)
+
+
 def test_index_operators_match_onnx_runtime() -> None:
     """Range, NonZero, Equal, ScatterND: the integer bookkeeping of Kokoro's inverse STFT."""
     i64 = np.int64
