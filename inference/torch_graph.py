@@ -82,7 +82,7 @@ every frame with a clear DC; 90-96 % where the DC is near 0). ``_op_STFT`` gives
 that the graph's phase, ``atan(im / re)`` shifted by pi by the sign of ``im`` where ``re`` is
 negative, comes out pi as in ONNX Runtime and not -pi. Kokoro's decoder reads the harmonic
 source's phases: with -pi its voices embedded only 0.82-0.93 alike against their ONNX Runtime
-selves, with this 0.998 (docs/benchmarks.md, "The harmonic source in PyTorch")."""
+selves, with this 0.997-0.999 (docs/benchmarks.md, "The harmonic source in PyTorch")."""
 
 
 def _plain_op(op_type: str) -> _Op | None:
