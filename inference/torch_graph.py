@@ -81,7 +81,7 @@ real part where an exact DFT gives 0 (measured on 20-sample frames: 4.0-5.1e-7, 
 every frame with a clear DC; 90-96 % where the DC is near 0). ``_op_STFT`` gives it the same, so
 that the graph's phase, ``atan(im / re)`` shifted by pi by the sign of ``im`` where ``re`` is
 negative, comes out pi as in ONNX Runtime and not -pi. Kokoro's decoder reads the harmonic
-source's phases: with -pi its voices embedded only 0.82-0.93 alike against their ONNX Runtime
+source's phases: with -pi its voices embedded only 0.81-0.92 alike against their ONNX Runtime
 selves, with this 0.997-0.999 (docs/benchmarks.md, "The harmonic source in PyTorch")."""
 
 
