@@ -10,8 +10,8 @@ stateful decoder can only use the statistics of what it has seen so far.
 This script decodes an utterance three ways and compares each with the one-pass decode (the
 whole utterance in one window):
 
-* ``windowed``: the engine's way, chunks of 24, 48, 96 and then 128 frames with 24 frames of
-  context and a 2-frame crossfade;
+* ``windowed``: the engine's own streaming (``tests.inference.test_kokoro.stream``): a 24-frame
+  chunk, then 128-frame ones, each with 24 frames of context and a 2-frame crossfade;
 * ``cumulative +L``: one pass in which every normalisation uses, at each position, the
   statistics of everything from the start up to the end of that position's chunk plus ``L``
   frames (what a stateful decoder would have, with ``L`` frames decoded ahead);
@@ -42,7 +42,7 @@ from inference.graph_rewrites import affine_norm
 from inference.kokoro import KokoroConfig, KokoroEngine, _TorchDecoder
 from inference.kokoro_graph import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from inference.speaker import SpeakerEncoder, cosine
-from tests.inference.test_kokoro import magnitude_snr_db
+from tests.inference.test_kokoro import magnitude_snr_db, stream
 from tests.whisper_asr import transcribe, word_error_rate
 
 TEXTS = (
@@ -53,20 +53,8 @@ TEXTS = (
      "of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for her brother "
      "Bob."),
 )
-CONTEXT = 24
-CROSSFADE = 2
-
 Stats = Callable[[torch.Tensor], torch.Tensor]
 """x [1, channels, time] -> the mean over time each position is normalised with, same shape."""
-
-
-def chunk_ends(frames: int) -> list[int]:
-    ends, end, size = [], 0, 24
-    while end < frames:
-        end = min(frames, end + size)
-        ends.append(end)
-        size = min(128, 2 * size)
-    return ends
 
 
 def cumulative(ends: Sequence[int], frames: int, ahead: int) -> Stats:
@@ -121,23 +109,6 @@ def with_stats(decoder: _TorchDecoder, stats: Stats) -> list[Any]:
     return original
 
 
-def windowed(engine: KokoroEngine, request: Any, ends: Sequence[int]) -> np.ndarray:
-    pieces, tail, start = [], np.zeros(0, np.float32), 0
-    for end in ends:
-        lo, hi = max(0, start - CONTEXT), min(request.frames, end + CONTEXT)
-        window = engine._run_decoder(request, lo, hi)
-        audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
-        fade = min(len(tail), len(audio))
-        if fade:
-            ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
-            audio[:fade] = audio[:fade] * ramp + tail[:fade] * (1 - ramp)
-        past = (end - lo) * SAMPLES_PER_FRAME
-        tail = window[past:past + CROSSFADE * SAMPLES_PER_FRAME].copy()
-        pieces.append(audio)
-        start = end
-    return np.concatenate(pieces)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voice", default="mean")
@@ -150,18 +121,20 @@ def main() -> None:
     encoder = SpeakerEncoder()
     rate = SAMPLE_RATE_HZ
     for text in TEXTS:
-        request = engine._prepare(SynthesisUnit(text, args.voice))
-        frames, ends = request.frames, chunk_ends(request.frames)
-        one_pass = engine._run_decoder(request, 0, frames)
+        unit = SynthesisUnit(text, args.voice)
+        streamed, chunks, _ = stream(engine, unit)
+        ends = [int(end) for end in np.cumsum([len(c) // SAMPLES_PER_FRAME for c in chunks])]
+        frames = ends[-1]
+        one_pass = engine.synthesize_one_pass(unit)
         reference = encoder.embed(one_pass, rate)
-        ways: dict[str, np.ndarray] = {"windowed": windowed(engine, request, ends)}
+        ways: dict[str, np.ndarray] = {"windowed": streamed}
         variants: dict[str, Stats] = {
             **{f"cumulative +{ahead}": cumulative(ends, frames, ahead) for ahead in (0, 24, 48)},
             **{f"sliding {width}": sliding(frames, width) for width in (96, 200)}}
         for name, stats in variants.items():
             original = with_stats(decoder, stats)
             try:
-                ways[name] = engine._run_decoder(request, 0, frames)
+                ways[name] = engine.synthesize_one_pass(unit)
             finally:
                 decoder._body._steps = original
         print(f"{frames} frames, chunks ending at {ends}; one pass: WER "
