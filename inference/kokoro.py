@@ -4,8 +4,9 @@ Graphs and assets are in ``inference.kokoro_graph``, phonemes in ``inference.kok
 in ``inference.kokoro_voice``. A prefill runs the frontend (PL-BERT, durations, pitch, energy,
 alignment, the sine source's phase) for the whole unit: about 0.1 s for a sentence. Each decode
 step then turns frames [start, end) into audio by decoding [start - context, end + context] and
-keeping the middle, like ``inference.piper``; the first chunk is small so first audio is fast,
-later ones larger so less is spent on context.
+keeping the middle, like ``inference.piper`` (the first window, with nothing before it, keeps all but
+its last ``first_context_frames``); the first chunk is small so first audio is fast, later ones
+larger so less is spent on context.
 
 Streamed vs one pass. Kokoro's decoder normalises every AdaIN block over the whole utterance
 (instance norm over time), so no window can reproduce one pass bit for bit; it reproduces it
@@ -118,19 +119,20 @@ class KokoroConfig:
     every data directory: the folder name carries the model's hash."""
     intra_op_threads: int = 2
     allow_spinning: bool = False
-    first_chunk_frames: int = 24
-    """Frames in a request's first chunk (24 frames = 600 ms of audio): small for fast first
-    audio. With 12 (300 ms), a stream that starts in silence ran dry 1-2 times per turn in this
-    machine's slow minutes, while its second and third windows decoded (a 60-frame window
-    costs up to 0.46 s); 24 removed those in single-session loadtests and cut a 2-session run's
-    underruns from 1-6 to 0-1, for 50-100 ms more time to first audio (p50 367-554 ms against
-    309-379, docs/benchmarks.md)."""
+    first_chunk_frames: int = 36
+    """Frames in a request's first chunk (36 frames = 900 ms of audio), decoded in a window of
+    ``first_chunk_frames + first_context_frames`` (48 frames). Small for fast first audio, and
+    as much audio as that window can keep: the next window has to decode while it plays. With
+    12 (300 ms) a stream that starts in silence ran dry 1-2 times per turn in this machine's
+    slow minutes; 24 with 24 frames of context after it (the same 48-frame window) still left
+    4-5 dry spells per 2-session run on a CPU slowed by a competing process, 36 with 12 left
+    1, and first audio came sooner (docs/benchmarks.md, "More audio from the first window")."""
     first_chunk_per_competitor_frames: int = 36
     """Frames added to a request's first chunk for each other stream with work queued
     (``DecodeItem.competing``). Those streams' windows share the cores with (on one lane:
-    decode before) this request's second one, and 300 ms of audio cannot cover them: when two
-    streams start together, each one's 12-frame start ran dry. Beside one other stream the
-    first chunk is then 60 frames (1.5 s); in 2-session loadtests (with 12-frame lone starts)
+    decode before) this request's second one, and a lone start's audio cannot cover them: when
+    two streams start together, each one's 12-frame start ran dry. Beside one other stream the
+    first chunk is then 72 frames (1.8 s); in 2-session loadtests (with 12-frame lone starts)
     36 starved half as long as 24 on one lane, and on two lanes it starved less than 12 under
     CPU contention (docs/benchmarks.md)."""
     chunk_frames: int = 128
@@ -143,8 +145,8 @@ class KokoroConfig:
     the largest whose window decodes in half the audio its client has buffered (from
     ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last, or
     grows less where the doubled window would not decode in ``GROWTH_SHARE`` of the buffered
-    audio at the measured speed. An utterance that starts in silence then begins with 24, 48,
-    96 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
+    audio at the measured speed. An utterance that starts in silence then begins with 36, 72,
+    128 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
     while a large window decodes; one that follows audio still playing starts with full chunks.
     False, or no buffer known: ``first_chunk_frames`` and then ``chunk_frames``."""
     context_frames: int = 24
@@ -152,6 +154,12 @@ class KokoroConfig:
     convolutions, a longer window brings its normalisation statistics closer to the whole
     utterance's: on the test sentence 10 frames gave a magnitude-STFT SNR of about 10 dB and lost
     words for the test recogniser at some seams, 30 frames (with 80-frame chunks) 14 dB."""
+    first_context_frames: int = 12
+    """Frames decoded after a request's first chunk and thrown away (nothing comes before it).
+    The first window's normalisation statistics are its own whichever part of it is kept, so
+    what costs the voice is how much audio comes from that short window, not this margin: on 15
+    streamed utterances a 36-frame first chunk from a 48-frame window and from a 60-frame one
+    kept the same voice (0.986 against one pass; a 24-frame one 0.993) and the same words."""
     crossfade_frames: int = 2
     """Frames over which a chunk fades in over the previous window's look-ahead (<= context)."""
     default_voice: str = "mean"
@@ -183,8 +191,9 @@ class KokoroConfig:
             raise ValueError("chunk sizes and thread count must be at least 1")
         if self.first_chunk_per_competitor_frames < 0:
             raise ValueError("first_chunk_per_competitor_frames must not be negative")
-        if not 0 <= self.crossfade_frames <= self.context_frames:
-            raise ValueError("crossfade_frames must be between 0 and context_frames")
+        if not 0 <= self.crossfade_frames <= min(self.context_frames, self.first_context_frames):
+            raise ValueError("crossfade_frames must be between 0 and both context_frames and "
+                             "first_context_frames")
         if self.lanes < 1:
             raise ValueError("lanes must be at least 1")
         if self.decoder not in DECODERS:
@@ -448,7 +457,7 @@ class KokoroEngine:
             return min(grown, fits) if fits > request.last_chunk else grown
         least = min(cfg.chunk_frames, cfg.first_chunk_frames
                     + item.competing * cfg.first_chunk_per_competitor_frames)
-        fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.context_frames
+        fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.first_context_frames
         return max(least, min(cfg.chunk_frames, fits))
 
     def _request(self, request_id: RequestId) -> _Request:
@@ -471,6 +480,8 @@ class KokoroEngine:
         start = request.next_frame
         size = request.last_chunk = self._chunk_for(request, item)
         end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
+        if start == 0:
+            hi = min(request.frames, end + cfg.first_context_frames)
         if isinstance(self._decoder, _TorchDecoder):
             lo, hi = _bucketed(lo, hi, request.frames)
         began = time.perf_counter()
@@ -563,7 +574,7 @@ def _common_windows(cfg: KokoroConfig) -> list[int]:
     growing chunks (``KokoroConfig.grow_chunks``) may take any of them. An utterance's last
     window may be shorter; its kernels are built the first time (0.1-0.3 s, once)."""
     step = WINDOW_BUCKET_FRAMES
-    smallest = -(-(cfg.first_chunk_frames + cfg.context_frames) // step) * step
+    smallest = -(-(cfg.first_chunk_frames + cfg.first_context_frames) // step) * step
     largest = -(-(cfg.chunk_frames + 2 * cfg.context_frames) // step) * step
     return list(range(smallest, largest + 1, step))
 
