@@ -119,20 +119,19 @@ class KokoroConfig:
     every data directory: the folder name carries the model's hash."""
     intra_op_threads: int = 2
     allow_spinning: bool = False
-    first_chunk_frames: int = 36
-    """Frames in a request's first chunk (36 frames = 900 ms of audio), decoded in a window of
-    ``first_chunk_frames + first_context_frames`` (48 frames). Small for fast first audio, and
-    as much audio as that window can keep: the next window has to decode while it plays. With
-    12 (300 ms) a stream that starts in silence ran dry 1-2 times per turn in this machine's
-    slow minutes; 24 with 24 frames of context after it (the same 48-frame window) still left
-    4-5 dry spells per 2-session run on a CPU slowed by a competing process, 36 with 12 left
-    1, and first audio came sooner (docs/benchmarks.md, "More audio from the first window")."""
+    first_chunk_frames: int = 24
+    """Frames in a request's first chunk (24 frames = 600 ms of audio): small for fast first
+    audio. With 12 (300 ms), a stream that starts in silence ran dry 1-2 times per turn in this
+    machine's slow minutes, while its second and third windows decoded (a 60-frame window
+    costs up to 0.46 s); 24 removed those in single-session loadtests and cut a 2-session run's
+    underruns from 1-6 to 0-1, for 50-100 ms more time to first audio (p50 367-554 ms against
+    309-379, docs/benchmarks.md)."""
     first_chunk_per_competitor_frames: int = 36
     """Frames added to a request's first chunk for each other stream with work queued
     (``DecodeItem.competing``). Those streams' windows share the cores with (on one lane:
-    decode before) this request's second one, and a lone start's audio cannot cover them: when
-    two streams start together, each one's 12-frame start ran dry. Beside one other stream the
-    first chunk is then 72 frames (1.8 s); in 2-session loadtests (with 12-frame lone starts)
+    decode before) this request's second one, and 300 ms of audio cannot cover them: when two
+    streams start together, each one's 12-frame start ran dry. Beside one other stream the
+    first chunk is then 60 frames (1.5 s); in 2-session loadtests (with 12-frame lone starts)
     36 starved half as long as 24 on one lane, and on two lanes it starved less than 12 under
     CPU contention (docs/benchmarks.md)."""
     chunk_frames: int = 128
@@ -145,8 +144,8 @@ class KokoroConfig:
     the largest whose window decodes in half the audio its client has buffered (from
     ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last, or
     grows less where the doubled window would not decode in ``GROWTH_SHARE`` of the buffered
-    audio at the measured speed. An utterance that starts in silence then begins with 36, 72,
-    128 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
+    audio at the measured speed. An utterance that starts in silence then begins with 24, 48,
+    96 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
     while a large window decodes; one that follows audio still playing starts with full chunks.
     False, or no buffer known: ``first_chunk_frames`` and then ``chunk_frames``."""
     context_frames: int = 24
@@ -154,12 +153,17 @@ class KokoroConfig:
     convolutions, a longer window brings its normalisation statistics closer to the whole
     utterance's: on the test sentence 10 frames gave a magnitude-STFT SNR of about 10 dB and lost
     words for the test recogniser at some seams, 30 frames (with 80-frame chunks) 14 dB."""
-    first_context_frames: int = 12
+    first_context_frames: int = 24
     """Frames decoded after a request's first chunk and thrown away (nothing comes before it).
     The first window's normalisation statistics are its own whichever part of it is kept, so
     what costs the voice is how much audio comes from that short window, not this margin: on 15
     streamed utterances a 36-frame first chunk from a 48-frame window and from a 60-frame one
-    kept the same voice (0.986 against one pass; a 24-frame one 0.993) and the same words."""
+    kept the same voice (0.986 against one pass; 24 frames from 48: 0.993) and the same words.
+    ``first_chunk_frames = 36`` with 12 here decodes the same 48-frame window as the default and
+    keeps 0.9 s of it: in 2-session loadtests first audio came sooner and, on a CPU slowed by
+    a competing process, 1 dry spell per run instead of 4-5; but without contention every run
+    kept one (two sessions starting together) where the default's mostly had none, so the
+    default stays (docs/benchmarks.md, "More audio from the first window")."""
     crossfade_frames: int = 2
     """Frames over which a chunk fades in over the previous window's look-ahead (<= context)."""
     default_voice: str = "mean"

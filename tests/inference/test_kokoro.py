@@ -349,8 +349,9 @@ def test_streamed_matches_one_pass(engine: KokoroEngine) -> None:
 def test_the_first_window_keeps_all_but_its_last_frames(assets: KokoroAssets) -> None:
     """A request's first window is its chunk and ``first_context_frames`` after it (nothing
     comes before); later windows have ``context_frames`` on both sides. The first chunk's audio
-    is what that window decodes there: the window is the same whichever margin is asked for."""
-    cfg = KokoroConfig(decoder=torch_decoder(), lanes=1, grow_chunks=False)
+    is what that window decodes there."""
+    cfg = KokoroConfig(decoder=torch_decoder(), lanes=1, grow_chunks=False,
+                       first_chunk_frames=36, first_context_frames=12)
     engine = KokoroEngine(cfg, assets=assets)
     windows: list[tuple[int, int]] = []
     decode = engine._run_decoder
@@ -363,7 +364,6 @@ def test_the_first_window_keeps_all_but_its_last_frames(assets: KokoroAssets) ->
     unit = SynthesisUnit(SENTENCE, MEAN_VOICE)
     _, chunks, _ = stream(engine, unit)
     first = cfg.first_chunk_frames
-    assert (cfg.first_chunk_frames, cfg.first_context_frames) == (36, 12)
     assert windows[0] == (0, first + cfg.first_context_frames)
     assert len(chunks[0]) == first * SAMPLES_PER_FRAME
     assert windows[1][0] == first - cfg.context_frames
@@ -374,8 +374,8 @@ def test_the_first_window_keeps_all_but_its_last_frames(assets: KokoroAssets) ->
 
 def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         assets: KokoroAssets) -> None:
-    """With the client's buffer known, an utterance that starts in silence gets 36, 72, 128 ...
-    frames (each window decodes while the audio before it plays), or 72, 128 ... beside another
+    """With the client's buffer known, an utterance that starts in silence gets 24, 48, 96 ...
+    frames (each window decodes while the audio before it plays), or 60, 120 ... beside another
     stream with work, and one that starts behind seconds of buffered audio gets full chunks at
     once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
@@ -399,11 +399,11 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         return [min(cfg.chunk_frames, first * 2 ** k) for k in range(4)]
 
     cold = chunk_frames(0.0)
-    assert cold[:4] == doubling(cfg.first_chunk_frames) == [36, 72, 128, 128]
+    assert cold[:4] == doubling(cfg.first_chunk_frames) == [24, 48, 96, 128]
     assert set(cold[4:-1]) == {cfg.chunk_frames}
     shared = chunk_frames(0.0, competing=1)
     assert shared[:4] == doubling(
-        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [72, 128, 128, 128]
+        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [60, 120, 128, 128]
     assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
     assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
