@@ -483,9 +483,8 @@ class KokoroEngine:
         cfg = self.config
         start = request.next_frame
         size = request.last_chunk = self._chunk_for(request, item)
-        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
-        if start == 0:
-            hi = min(request.frames, end + cfg.first_context_frames)
+        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames,
+                                   cfg.first_context_frames)
         if isinstance(self._decoder, _TorchDecoder):
             lo, hi = _bucketed(lo, hi, request.frames)
         began = time.perf_counter()

@@ -58,10 +58,12 @@ def chunk_end(start: int, size: int, frames: int, context: int) -> int:
     return frames if frames - end < context else end
 
 
-def chunk_window(start: int, frames: int, first: int, size: int,
-                 context: int) -> tuple[int, int, int]:
+def chunk_window(start: int, frames: int, first: int, size: int, context: int,
+                 first_context: int | None = None) -> tuple[int, int, int]:
     """``(end, lo, hi)`` of the decoder chunk starting at ``start``: the first chunk is ``first``
     frames, later ones ``size`` (``chunk_end``); the decoder runs over ``lo:hi``, the chunk with up
-    to ``context`` frames on each side."""
+    to ``context`` frames on each side (the first chunk, with nothing before it, with
+    ``first_context`` after it where that is given)."""
     end = chunk_end(start, first if start == 0 else size, frames, context)
-    return end, max(0, start - context), min(frames, end + context)
+    after = context if start or first_context is None else first_context
+    return end, max(0, start - context), min(frames, end + after)
