@@ -19,6 +19,7 @@ from typing import Any
 
 import onnx
 import torch
+import torch.nn.functional as F
 
 Op = Callable[..., Any]
 Step = tuple[Op, list[str], list[str], dict[str, Any]]
@@ -249,9 +250,20 @@ def snake(a: Any, n: Any, x: torch.Tensor, alpha: torch.Tensor,
 
 def affine_norm(a: Any, n: Any, x: torch.Tensor, gain: torch.Tensor,
                    shift: torch.Tensor) -> torch.Tensor:
-    """gain (x - mean) / sqrt(var + eps) + shift over ``dims``, the map in one pass.
-    (``torch.var_mean`` would take one pass fewer, but over the time axis of a channels-last
-    tensor it runs 4x slower than these.)"""
+    """gain (x - mean) / sqrt(var + eps) + shift over ``dims``. One utterance's float32
+    (1, channels, time) tensor over its time axis, which is every one Kokoro's decoder has, is
+    PyTorch's batch normalisation of a batch of one: its kernel takes the statistics in one pass
+    and the map in another, 4-5x faster than the element-wise steps below on a 96-frame window's
+    tensors (the decoder's window 5-10 % faster). Anything else takes the element-wise steps,
+    the map in one pass. (``torch.var_mean`` over the time axis of a channels-last tensor runs
+    4x slower than these.)"""
+    channels = x.shape[1] if x.dim() == 3 else 0
+    if (channels and x.shape[0] == 1 and list(a["dims"]) in ([2], [-1])
+            and x.dtype == gain.dtype == shift.dtype == torch.float32
+            and gain.numel() == shift.numel() == channels):
+        # (1, C, 1, T): channels-last strides stay channels-last, which the kernel runs fastest
+        return F.batch_norm(x.unsqueeze(2), None, None, gain.reshape(-1), shift.reshape(-1),
+                            training=True, eps=a["eps"]).squeeze(2)
     mean = x.mean(dim=a["dims"], keepdim=True)
     centred = x - mean
     var = (centred * centred).mean(dim=a["dims"], keepdim=True)

@@ -13,6 +13,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from inference.graph_rewrites import affine_norm
 from inference.torch_graph import TorchGraph, int8_convolutions
 
 RNG = np.random.default_rng(7)
@@ -312,6 +313,24 @@ def test_fused_chains_match_onnx_runtime(extra_outputs: list[str]) -> None:
     assert ("Snake" in operators) == ("sin" not in extra_outputs)
     assert ("AffineNorm" in operators) == ("centred" not in extra_outputs)
     assert len(TorchGraph(model, optimise=False).operators()) == 16
+
+
+@pytest.mark.parametrize("batch, dims", [(1, [2]), (2, [2]), (1, [1, 2])])
+def test_affine_norm_is_the_normalisation_on_both_of_its_paths(batch: int, dims: list[int]) -> None:
+    """One utterance over its time axis runs as PyTorch's batch normalisation; a batch of two
+    (whose statistics must stay apart) or other axes take the element-wise steps. Either way
+    the result is the normalisation, on a channels-last tensor as the decoder has them."""
+    x = torch.from_numpy(RNG.normal(2.0, 3.0, size=(batch, 6, 50)).astype(np.float32))
+    x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last).squeeze(2)
+    gain = torch.from_numpy(RNG.uniform(0.5, 1.5, size=(batch, 6, 1)).astype(np.float32))
+    shift = torch.from_numpy(RNG.normal(size=(batch, 6, 1)).astype(np.float32))
+    want_x = x.double()
+    mean = want_x.mean(dim=dims, keepdim=True)
+    var = ((want_x - mean) ** 2).mean(dim=dims, keepdim=True)
+    want = gain.double() * (want_x - mean) / torch.sqrt(var + 1e-5) + shift.double()
+    got = affine_norm({"dims": dims, "eps": 1e-5}, None, x, gain, shift)
+    assert got.shape == x.shape
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_unsupported_graphs_are_refused_at_load_time() -> None:
