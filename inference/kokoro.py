@@ -97,6 +97,12 @@ GROWTH_SHARE = 0.8
 WINDOW_BUCKET_FRAMES = 12
 """The PyTorch decoder's windows are a multiple of this many frames long (``_bucketed``)."""
 
+SHARED_SLOWDOWN = 1.8
+"""How much longer a window takes while another decodes beside it on 2 cores (one window 157-183
+frames/s, each of two 96-103: ``benchmarks/kokoro_lanes.py``)."""
+FIRST_WINDOW_HOLD_S = 1.0
+"""Longest a silent stream's first window waits for a lane (``KokoroConfig.hold_first_windows``)."""
+
 _WARMUP_TEXT = "Warming up the voice."
 _WARMUP_ID = RequestId(-1)
 
@@ -119,19 +125,22 @@ class KokoroConfig:
     every data directory: the folder name carries the model's hash."""
     intra_op_threads: int = 2
     allow_spinning: bool = False
-    first_chunk_frames: int = 24
-    """Frames in a request's first chunk (24 frames = 600 ms of audio): small for fast first
-    audio. With 12 (300 ms), a stream that starts in silence ran dry 1-2 times per turn in this
-    machine's slow minutes, while its second and third windows decoded (a 60-frame window
-    costs up to 0.46 s); 24 removed those in single-session loadtests and cut a 2-session run's
-    underruns from 1-6 to 0-1, for 50-100 ms more time to first audio (p50 367-554 ms against
-    309-379, docs/benchmarks.md)."""
+    first_chunk_frames: int = 36
+    """Frames in a request's first chunk (36 frames = 900 ms of audio), from a first window of
+    48 (with ``first_context_frames``): small for fast first audio, long enough that the second
+    window decodes while it plays. With 12 (300 ms), a stream that starts in silence ran dry 1-2
+    times per turn in this machine's slow minutes; 24 (600 ms, from the same 48-frame window
+    with 24 frames of margin) removed those in single-session loadtests on a faster CPU, but on
+    a 2-core CPU without AMX its second window (96 frames) often did not decode in 0.6 s. With
+    36, ``first_context_frames = 12`` and ``hold_first_windows``, nine 2-session loadtests ran
+    without a dry spell where 24 + 24 had 0-6 per run (docs/benchmarks.md, "A newcomer waits
+    for a lane")."""
     first_chunk_per_competitor_frames: int = 36
     """Frames added to a request's first chunk for each other stream with work queued
     (``DecodeItem.competing``). Those streams' windows share the cores with (on one lane:
     decode before) this request's second one, and 300 ms of audio cannot cover them: when two
     streams start together, each one's 12-frame start ran dry. Beside one other stream the
-    first chunk is then 60 frames (1.5 s); in 2-session loadtests (with 12-frame lone starts)
+    first chunk is then 72 frames (1.8 s); in 2-session loadtests (with 12-frame lone starts)
     36 starved half as long as 24 on one lane, and on two lanes it starved less than 12 under
     CPU contention (docs/benchmarks.md)."""
     chunk_frames: int = 128
@@ -144,8 +153,8 @@ class KokoroConfig:
     the largest whose window decodes in half the audio its client has buffered (from
     ``first_chunk_frames`` up to ``chunk_frames``), and each later one doubles the last, or
     grows less where the doubled window would not decode in ``GROWTH_SHARE`` of the buffered
-    audio at the measured speed. An utterance that starts in silence then begins with 24, 48,
-    96 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
+    audio at the measured speed. An utterance that starts in silence then begins with 36, 72,
+    128 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
     while a large window decodes; one that follows audio still playing starts with full chunks.
     False, or no buffer known: ``first_chunk_frames`` and then ``chunk_frames``."""
     context_frames: int = 24
@@ -153,17 +162,13 @@ class KokoroConfig:
     convolutions, a longer window brings its normalisation statistics closer to the whole
     utterance's: on the test sentence 10 frames gave a magnitude-STFT SNR of about 10 dB and lost
     words for the test recogniser at some seams, 30 frames (with 80-frame chunks) 14 dB."""
-    first_context_frames: int = 24
+    first_context_frames: int = 12
     """Frames decoded after a request's first chunk and thrown away (nothing comes before it).
     The first window's normalisation statistics are its own whichever part of it is kept, so
     what costs the voice is how much audio comes from that short window, not this margin: on 15
     streamed utterances a 36-frame first chunk from a 48-frame window and from a 60-frame one
-    kept the same voice (0.986 against one pass; 24 frames from 48: 0.993) and the same words.
-    ``first_chunk_frames = 36`` with 12 here decodes the same 48-frame window as the default and
-    keeps 0.9 s of it: in 2-session loadtests first audio came sooner and, on a CPU slowed by
-    a competing process, 1 dry spell per run instead of 4-5; but without contention every run
-    kept one (two sessions starting together) where the default's mostly had none, so the
-    default stays (docs/benchmarks.md, "More audio from the first window")."""
+    kept the same voice (0.986 against one pass; 24 frames from 48: 0.993) and the same words
+    (docs/benchmarks.md, "More audio from the first window")."""
     crossfade_frames: int = 2
     """Frames over which a chunk fades in over the previous window's look-ahead (<= context)."""
     default_voice: str = "mean"
@@ -189,6 +194,14 @@ class KokoroConfig:
     cores give more audio per second than one window on both: in 2-session loadtests 2 lanes
     starved about half as long as 1 (docs/benchmarks.md). A lone stream decodes as fast either
     way."""
+    hold_first_windows: bool = True
+    """Lanes only: a silent stream's first window waits (up to ``FIRST_WINDOW_HOLD_S``) while a
+    playing stream's window, on a lane or starting this tick, would finish after its client's
+    buffered audio runs out if it shared the cores (``_holds``). That is a stream that started
+    moments earlier, decoding its second window on the 0.9 s its first chunk holds: a newcomer's
+    window beside it slows it by about ``SHARED_SLOWDOWN``, and it ran dry once in every
+    2-session loadtest without the hold. The newcomer's first audio comes that much later
+    (docs/benchmarks.md, "A newcomer waits for a lane")."""
 
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
@@ -241,6 +254,10 @@ class _Request:
     """Frames in the chunk decoded last (0 before the first)."""
     tail: _F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """The previous window's audio just past its chunk, faded out under the next chunk."""
+    decoding: tuple[float, int, float | None] | None = None
+    """The window on a lane: when it began, its frames, and when its client's buffered audio
+    runs out (None: its client holds none, or nothing plays it in real time). Written by the
+    lane, read by ``_holds``."""
 
     @property
     def frames(self) -> int:
@@ -286,6 +303,8 @@ class KokoroEngine:
         self._loaded: dict[str, KokoroVoice] = {}
         self._voice_source = voice_source
         self._requests: dict[RequestId, _Request] = {}
+        self._held_since: dict[RequestId, float] = {}
+        """First windows waiting for a lane (``_holds``), since when."""
         self._s_per_frame = 0.01
         """Decoder seconds per window frame, a moving average (``_chunk_for``)."""
 
@@ -348,11 +367,49 @@ class KokoroEngine:
             t2 = time.perf_counter()
             return EngineResult(outputs, failures, prefill_s=t1 - t0, decode_s=t2 - t1,
                                 extras={"decoder_calls": float(len(outputs))})
-        outputs, lost, busy = self._lanes.run(plan.decodes, self._request)
+        held = self._holds(plan.decodes, t1)
+        outputs, lost, busy = self._lanes.run(
+            [item for item in plan.decodes if item.request_id not in held], self._request)
+        outputs += tuple(RequestOutput(request_id, np.zeros(0, np.float32)) for request_id in held)
         t2 = time.perf_counter()
         busy_s = self._lanes.busy_s([*busy, (t0, t1)], t2)
         return EngineResult(outputs, failures + lost, prefill_s=t1 - t0, decode_s=t2 - t1,
                             busy_s=busy_s, extras={"decoder_calls": float(len(outputs))})
+
+    def _holds(self, items: Sequence[DecodeItem], now: float) -> set[RequestId]:
+        """The planned first windows of silent streams that wait this tick
+        (``KokoroConfig.hold_first_windows``): while a window on a lane, or one starting this
+        tick, would finish after its client runs dry if it shared the cores (at the speed
+        measured so far, ``SHARED_SLOWDOWN`` slower), a newcomer's window does not start beside
+        it, for up to ``FIRST_WINDOW_HOLD_S``."""
+        assert self._lanes is not None
+        waiting = {item.request_id for item in items
+                   if item.buffered_s == 0.0 and item.request_id in self._requests
+                   and self._requests[item.request_id].next_frame == 0
+                   and not self._lanes.decoding(item.request_id)}
+        for request_id in list(self._held_since):
+            if request_id not in waiting:
+                del self._held_since[request_id]
+        if not waiting or not self.config.hold_first_windows:
+            return set()
+        windows = [request.decoding for request in self._requests.values()
+                   if request.decoding is not None]
+        for item in items:  # windows of playing streams that start on a lane this tick
+            request = self._requests.get(item.request_id)
+            if (request is not None and item.request_id not in waiting and item.buffered_s
+                    and not self._lanes.decoding(item.request_id)):
+                lo, hi = self._window_for(request, item)[2:]
+                windows.append((now, hi - lo, now + item.buffered_s))
+        if not any(runs_dry is not None and now + SHARED_SLOWDOWN * left_s > runs_dry
+                   for began, frames, runs_dry in windows
+                   if (left_s := began + frames * self._s_per_frame - now) > 0):
+            return set()
+        held = set()
+        for request_id in waiting:
+            since = self._held_since.setdefault(request_id, now)
+            if now - since < FIRST_WINDOW_HOLD_S:
+                held.add(request_id)
+        return held
 
     def release(self, request_id: RequestId) -> None:
         """A window still decoding for the request finishes on its lane; a later tick returns
@@ -472,6 +529,16 @@ class KokoroEngine:
             raise KeyError(f"request {request_id} has already finished")
         return request
 
+    def _window_for(self, request: _Request, item: DecodeItem) -> tuple[int, int, int, int]:
+        """The request's next chunk: its length, its end, and the window ``lo:hi`` decoded."""
+        cfg = self.config
+        size = self._chunk_for(request, item)
+        end, lo, hi = chunk_window(request.next_frame, request.frames, size, size,
+                                   cfg.context_frames, cfg.first_context_frames)
+        if isinstance(self._decoder, _TorchDecoder):
+            lo, hi = _bucketed(lo, hi, request.frames)
+        return size, end, lo, hi
+
     def _decode_one(self, item: DecodeItem) -> RequestOutput:
         return self._decode(item, self._request(item.request_id))
 
@@ -482,13 +549,12 @@ class KokoroEngine:
         request_id = item.request_id
         cfg = self.config
         start = request.next_frame
-        size = request.last_chunk = self._chunk_for(request, item)
-        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames,
-                                   cfg.first_context_frames)
-        if isinstance(self._decoder, _TorchDecoder):
-            lo, hi = _bucketed(lo, hi, request.frames)
+        size, end, lo, hi = self._window_for(request, item)
+        request.last_chunk = size
         began = time.perf_counter()
+        request.decoding = (began, hi - lo, began + item.buffered_s if item.buffered_s else None)
         window = self._run_decoder(request, lo, hi)
+        request.decoding = None
         self._s_per_frame += 0.2 * ((time.perf_counter() - began) / (hi - lo) - self._s_per_frame)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))

@@ -91,6 +91,10 @@ class Lanes(Generic[R]):
                     for item in items if item.request_id not in done]
         return tuple(outputs), tuple(failures), spans
 
+    def decoding(self, request_id: RequestId) -> bool:
+        """Whether a window of the request is on a lane."""
+        return request_id in self._running
+
     def busy_s(self, spans: Sequence[Span], until: float) -> float:
         """Seconds since the last call, up to ``until``, inside at least one of ``spans``."""
         busy = covered(spans, self._reported_until, until)

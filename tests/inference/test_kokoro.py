@@ -260,6 +260,39 @@ def test_a_lane_does_not_wait_for_another_lanes_window(assets: KokoroAssets) -> 
         assert np.array_equal(np.concatenate(chunks[rid]), np.concatenate(expected))
 
 
+@pytest.mark.parametrize("case", ["hold", "off", "held long enough"])
+def test_a_newcomer_waits_while_a_window_beside_it_would_run_dry(
+        assets: KokoroAssets, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """``hold_first_windows``: a silent stream's first window does not start beside a playing
+    stream's window that, sharing the cores, would finish after its client's audio runs out. It
+    starts once that window is done, or once it has waited ``FIRST_WINDOW_HOLD_S``. Off, both
+    start at once."""
+    if case == "held long enough":
+        monkeypatch.setattr("inference.kokoro.FIRST_WINDOW_HOLD_S", 0.0)
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2,
+                                       hold_first_windows=case != "off"), assets=assets)
+    lanes = engine._lanes
+    assert lanes is not None
+    unit = SynthesisUnit(SENTENCE, "jm_kumo")
+    playing, newcomer = RequestId(1), RequestId(2)
+    engine.execute(EnginePlan(prefills=(PrefillItem(playing, unit), PrefillItem(newcomer, unit))))
+    # the playing stream's client holds 50 ms of audio: no window decodes in that, shared or not
+    both = EnginePlan(decodes=(DecodeItem(playing, 0.05, 1), DecodeItem(newcomer, 0.0, 1)))
+    result = engine.execute(both)
+    assert lanes.decoding(playing)
+    assert lanes.decoding(newcomer) is (case != "hold")
+    if case != "hold":
+        return
+    assert [len(out.audio) for out in result.outputs if out.request_id == newcomer] == [0]
+    for _ in range(500):  # held while the playing stream's window decodes
+        result = engine.execute(both)
+        if any(out.request_id == playing and len(out.audio) for out in result.outputs):
+            break
+        assert not lanes.decoding(newcomer)
+    engine.execute(EnginePlan(decodes=(DecodeItem(newcomer, 0.0, 0),)))
+    assert lanes.decoding(newcomer)  # nothing at risk beside it now
+
+
 def test_busy_time_counts_overlapping_spans_once() -> None:
     spans = [(1.0, 3.0), (2.0, 4.0), (6.0, 7.0), (2.5, 2.6)]
     assert covered(spans, 0.0, 10.0) == pytest.approx(4.0)
@@ -374,8 +407,8 @@ def test_the_first_window_keeps_all_but_its_last_frames(assets: KokoroAssets) ->
 
 def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         assets: KokoroAssets) -> None:
-    """With the client's buffer known, an utterance that starts in silence gets 24, 48, 96 ...
-    frames (each window decodes while the audio before it plays), or 60, 120 ... beside another
+    """With the client's buffer known, an utterance that starts in silence gets 36, 72, 128 ...
+    frames (each window decodes while the audio before it plays), or 72, 128 ... beside another
     stream with work, and one that starts behind seconds of buffered audio gets full chunks at
     once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
@@ -399,11 +432,11 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
         return [min(cfg.chunk_frames, first * 2 ** k) for k in range(4)]
 
     cold = chunk_frames(0.0)
-    assert cold[:4] == doubling(cfg.first_chunk_frames) == [24, 48, 96, 128]
+    assert cold[:4] == doubling(cfg.first_chunk_frames) == [36, 72, 128, 128]
     assert set(cold[4:-1]) == {cfg.chunk_frames}
     shared = chunk_frames(0.0, competing=1)
     assert shared[:4] == doubling(
-        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [60, 120, 128, 128]
+        cfg.first_chunk_frames + cfg.first_chunk_per_competitor_frames) == [72, 128, 128, 128]
     assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
     assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
