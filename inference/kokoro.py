@@ -553,8 +553,10 @@ class KokoroEngine:
         request.last_chunk = size
         began = time.perf_counter()
         request.decoding = (began, hi - lo, began + item.buffered_s if item.buffered_s else None)
-        window = self._run_decoder(request, lo, hi)
-        request.decoding = None
+        try:
+            window = self._run_decoder(request, lo, hi)
+        finally:
+            request.decoding = None
         self._s_per_frame += 0.2 * ((time.perf_counter() - began) / (hi - lo) - self._s_per_frame)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))
