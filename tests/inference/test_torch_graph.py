@@ -4,6 +4,7 @@ dynamic quantisation pattern run in float."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -316,10 +317,19 @@ def test_fused_chains_match_onnx_runtime(extra_outputs: list[str]) -> None:
 
 
 @pytest.mark.parametrize("batch, dims", [(1, [2]), (2, [2]), (1, [1, 2])])
-def test_affine_norm_is_the_normalisation_on_both_of_its_paths(batch: int, dims: list[int]) -> None:
+def test_affine_norm_is_the_normalisation_on_both_of_its_paths(
+        batch: int, dims: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """One utterance over its time axis runs as PyTorch's batch normalisation; a batch of two
     (whose statistics must stay apart) or other axes take the element-wise steps. Either way
     the result is the normalisation, on a channels-last tensor as the decoder has them."""
+    calls: list[int] = []
+    batch_norm = torch.nn.functional.batch_norm
+
+    def spy(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        return batch_norm(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "batch_norm", spy)
     x = torch.from_numpy(RNG.normal(2.0, 3.0, size=(batch, 6, 50)).astype(np.float32))
     x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last).squeeze(2)
     gain = torch.from_numpy(RNG.uniform(0.5, 1.5, size=(batch, 6, 1)).astype(np.float32))
@@ -329,6 +339,7 @@ def test_affine_norm_is_the_normalisation_on_both_of_its_paths(batch: int, dims:
     var = ((want_x - mean) ** 2).mean(dim=dims, keepdim=True)
     want = gain.double() * (want_x - mean) / torch.sqrt(var + 1e-5) + shift.double()
     got = affine_norm({"dims": dims, "eps": 1e-5}, None, x, gain, shift)
+    assert len(calls) == (batch == 1 and dims == [2])
     assert got.shape == x.shape
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
