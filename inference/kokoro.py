@@ -76,6 +76,14 @@ from inference.kokoro_text import (
     tokenize,
 )
 from inference.kokoro_voice import KokoroVoice, stock_voices
+from inference.kokoro_windows import (
+    FIRST_WINDOW_HOLD_S,
+    Window,
+    bucketed,
+    common_windows,
+    next_chunk,
+    runs_dry_if_shared,
+)
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
 from inference.torch_graph import (
@@ -90,18 +98,6 @@ from inference.voice_registry import VoiceRegistry
 DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")
 MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
-
-GROWTH_SHARE = 0.8
-"""A growing chunk's window must decode in this share of the audio its client has buffered
-(``KokoroConfig.grow_chunks``)."""
-WINDOW_BUCKET_FRAMES = 12
-"""The PyTorch decoder's windows are a multiple of this many frames long (``_bucketed``)."""
-
-SHARED_SLOWDOWN = 1.8
-"""How much longer a window takes while another decodes beside it on 2 cores (one window 157-183
-frames/s, each of two 96-103: ``benchmarks/kokoro_lanes.py``)."""
-FIRST_WINDOW_HOLD_S = 1.0
-"""Longest a silent stream's first window waits for a lane (``KokoroConfig.hold_first_windows``)."""
 
 _WARMUP_TEXT = "Warming up the voice."
 _WARMUP_ID = RequestId(-1)
@@ -254,7 +250,7 @@ class _Request:
     """Frames in the chunk decoded last (0 before the first)."""
     tail: _F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """The previous window's audio just past its chunk, faded out under the next chunk."""
-    decoding: tuple[float, int, float | None] | None = None
+    decoding: Window | None = None
     """The window on a lane: when it began, its frames, and when its client's buffered audio
     runs out (None: its client holds none, or nothing plays it in real time). Written by the
     lane, read by ``_holds``."""
@@ -306,7 +302,7 @@ class KokoroEngine:
         self._held_since: dict[RequestId, float] = {}
         """First windows waiting for a lane (``_holds``), since when."""
         self._s_per_frame = 0.01
-        """Decoder seconds per window frame, a moving average (``_chunk_for``)."""
+        """Decoder seconds per window frame, a moving average (``kokoro_windows.next_chunk``)."""
 
     @property
     def name(self) -> str:
@@ -351,7 +347,7 @@ class KokoroEngine:
             finished = result.outputs[0].finished
         self.release(_WARMUP_ID)
         if isinstance(self._decoder, _TorchDecoder):
-            for frames in _common_windows(self.config):
+            for frames in common_windows(self.config):
                 self._decoder.prime(frames)
 
     def execute(self, plan: EnginePlan) -> EngineResult:
@@ -400,9 +396,7 @@ class KokoroEngine:
                     and not self._lanes.decoding(item.request_id)):
                 lo, hi = self._window_for(request, item)[2:]
                 windows.append((now, hi - lo, now + item.buffered_s))
-        if not any(runs_dry is not None and now + SHARED_SLOWDOWN * left_s > runs_dry
-                   for began, frames, runs_dry in windows
-                   if (left_s := began + frames * self._s_per_frame - now) > 0):
+        if not any(runs_dry_if_shared(window, now, self._s_per_frame) for window in windows):
             return set()
         held = set()
         for request_id in waiting:
@@ -494,33 +488,6 @@ class KokoroEngine:
 
     # -- decode ----------------------------------------------------------------------------------
 
-    def _chunk_for(self, request: _Request, item: DecodeItem) -> int:
-        """The next chunk's length (``KokoroConfig.grow_chunks``). A request's first chunk is the
-        largest whose window decodes in half of ``item.buffered_s`` (the other half is for other
-        streams and for noise in the speed), within [least, chunk_frames], where ``least`` is
-        first_chunk_frames plus first_chunk_per_competitor_frames for each competing stream;
-        each later one doubles the last, up to chunk_frames, or grows only as far as a window
-        that decodes in ``GROWTH_SHARE`` of ``item.buffered_s`` where that is still longer than
-        the last. It never shrinks with the buffer: a stream that fell behind needs long,
-        efficient windows to catch up. With 24 frames of context each side, a chunk gains on the
-        playhead only when it is long enough to outweigh its context (over 29 frames at 105
-        window frames a second): on a CPU that slow the first dry spell remains, and growing by
-        the buffer avoids the later ones that doubling into windows too long to decode in time
-        caused (docs/benchmarks.md, "8-bit integer convolutions")."""
-        cfg = self.config
-        if not cfg.grow_chunks or item.buffered_s is None:
-            return cfg.first_chunk_frames if request.next_frame == 0 else cfg.chunk_frames
-        if request.last_chunk:
-            grown = min(cfg.chunk_frames, 2 * request.last_chunk)
-            frames = int(GROWTH_SHARE * item.buffered_s / self._s_per_frame)
-            window = frames // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
-            fits = window - min(request.next_frame, cfg.context_frames) - cfg.context_frames
-            return min(grown, fits) if fits > request.last_chunk else grown
-        least = min(cfg.chunk_frames, cfg.first_chunk_frames
-                    + item.competing * cfg.first_chunk_per_competitor_frames)
-        fits = int(0.5 * item.buffered_s / self._s_per_frame) - cfg.first_context_frames
-        return max(least, min(cfg.chunk_frames, fits))
-
     def _request(self, request_id: RequestId) -> _Request:
         request = self._requests.get(request_id)
         if request is None:
@@ -532,11 +499,11 @@ class KokoroEngine:
     def _window_for(self, request: _Request, item: DecodeItem) -> tuple[int, int, int, int]:
         """The request's next chunk: its length, its end, and the window ``lo:hi`` decoded."""
         cfg = self.config
-        size = self._chunk_for(request, item)
+        size = next_chunk(cfg, request.next_frame, request.last_chunk, item, self._s_per_frame)
         end, lo, hi = chunk_window(request.next_frame, request.frames, size, size,
                                    cfg.context_frames, cfg.first_context_frames)
         if isinstance(self._decoder, _TorchDecoder):
-            lo, hi = _bucketed(lo, hi, request.frames)
+            lo, hi = bucketed(lo, hi, request.frames)
         return size, end, lo, hi
 
     def _decode_one(self, item: DecodeItem) -> RequestOutput:
@@ -615,7 +582,7 @@ class _TorchDecoder:
 
     def prime(self, frames: int) -> None:
         """Decode one window of ``frames`` frames of silence-like input, so that oneDNN has
-        built the convolution kernels for that length (``_bucketed``)."""
+        built the convolution kernels for that length (``kokoro_windows.bucketed``)."""
         feeds: Mapping[str, _F32] = {
             "asr": np.zeros((1, 512, frames), np.float32),
             "f0": np.zeros((1, 2 * frames), np.float32),
@@ -624,30 +591,6 @@ class _TorchDecoder:
             "style": np.zeros((1, 256), np.float32),
         }
         self(**feeds)
-
-
-def _bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:
-    """The window ``lo:hi`` widened to a multiple of ``WINDOW_BUCKET_FRAMES`` frames where the
-    utterance has them, to the right first. oneDNN builds a convolution's kernels the first time
-    it meets an input length (0.1-0.7 s on 2 cores, as long as the window itself), and without
-    buckets nearly every utterance's last window has a new length; with them the lengths are
-    few, and ``warmup`` builds the common ones (``_common_windows``). The extra frames are
-    context: they cost a little time and bring the window's statistics nearer the whole
-    utterance's."""
-    want = -(-(hi - lo) // WINDOW_BUCKET_FRAMES) * WINDOW_BUCKET_FRAMES
-    hi = min(frames, lo + want)
-    return max(0, hi - want), hi
-
-
-def _common_windows(cfg: KokoroConfig) -> list[int]:
-    """The bucketed window lengths streams decode (``warmup`` builds their kernels): every
-    bucket from a lone first chunk's window to a full chunk's with context on both sides, since
-    growing chunks (``KokoroConfig.grow_chunks``) may take any of them. An utterance's last
-    window may be shorter; its kernels are built the first time (0.1-0.3 s, once)."""
-    step = WINDOW_BUCKET_FRAMES
-    smallest = -(-(cfg.first_chunk_frames + cfg.first_context_frames) // step) * step
-    largest = -(-(cfg.chunk_frames + 2 * cfg.context_frames) // step) * step
-    return list(range(smallest, largest + 1, step))
 
 
 def _word_spans(words: Sequence[str], owners: Sequence[int],

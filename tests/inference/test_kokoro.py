@@ -39,8 +39,6 @@ from inference.kokoro import (
     DEFAULT_CACHE_DIR,
     KokoroConfig,
     KokoroEngine,
-    _bucketed,
-    _common_windows,
     _to_audio,
 )
 from inference.kokoro_graph import (
@@ -53,6 +51,7 @@ from inference.kokoro_graph import (
 from inference.kokoro_lanes import covered
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
+from inference.kokoro_windows import bucketed, common_windows, next_chunk
 from inference.onnx_graphs import cpu_session
 from inference.speaker import SpeakerEncoder, cosine
 from inference.torch_graph import TorchGraph
@@ -268,7 +267,7 @@ def test_a_newcomer_waits_while_a_window_beside_it_would_run_dry(
     starts once that window is done, or once it has waited ``FIRST_WINDOW_HOLD_S``. Off, both
     start at once."""
     if case == "held long enough":
-        monkeypatch.setattr("inference.kokoro.FIRST_WINDOW_HOLD_S", 0.0)
+        monkeypatch.setattr("inference.kokoro.FIRST_WINDOW_HOLD_S", 0.0)  # as kokoro reads it
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2,
                                        hold_first_windows=case != "off"), assets=assets)
     lanes = engine._lanes
@@ -440,9 +439,9 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
     assert chunk_frames(0.0, competing=9)[0] == cfg.chunk_frames
     warm = chunk_frames(30.0)
     assert warm[0] == cfg.chunk_frames and sum(warm) == sum(cold) == sum(shared)
-    assert _bucketed(0, 36, 500) == (0, 36) and _bucketed(0, 37, 500) == (0, 48)
-    assert _bucketed(100, 150, 156) == (96, 156)  # widened to the left at the utterance's end
-    assert _bucketed(0, 20, 20) == (0, 20)  # a whole utterance shorter than a bucket
+    assert bucketed(0, 36, 500) == (0, 36) and bucketed(0, 37, 500) == (0, 48)
+    assert bucketed(100, 150, 156) == (96, 156)  # widened to the left at the utterance's end
+    assert bucketed(0, 20, 20) == (0, 20)  # a whole utterance shorter than a bucket
 
 
 def test_chunks_grow_only_as_far_as_the_buffer_covers(engine: KokoroEngine) -> None:
@@ -452,20 +451,16 @@ def test_chunks_grow_only_as_far_as_the_buffer_covers(engine: KokoroEngine) -> N
     that covers no growth at all keeps doubling, never shrinking; a fast CPU doubles as
     before."""
     cfg = engine.config
-    request = engine._prepare(SynthesisUnit(SENTENCE, "jm_kumo"))
-    request.next_frame, request.last_chunk = 24, 40
-    old_speed = engine._s_per_frame
-    try:
-        engine._s_per_frame = 1 / 130
-        assert engine._chunk_for(request, DecodeItem(RequestId(1), 1.0)) == 48
-        assert engine._chunk_for(request, DecodeItem(RequestId(1), 0.3)) == 80  # behind: double
-        engine._s_per_frame = 1 / 400
-        assert engine._chunk_for(request, DecodeItem(RequestId(1), 1.0)) == 80
-        request.last_chunk = cfg.chunk_frames
-        assert engine._chunk_for(request, DecodeItem(RequestId(1), 9.0)) == cfg.chunk_frames
-    finally:
-        engine._s_per_frame = old_speed
-    assert _common_windows(cfg) == list(range(48, 181, 12))  # every length growth may take
+
+    def chunk(last_chunk: int, buffered_s: float, frames_per_s: float) -> int:
+        return next_chunk(cfg, 24, last_chunk, DecodeItem(RequestId(1), buffered_s),
+                          1 / frames_per_s)
+
+    assert chunk(40, 1.0, 130) == 48
+    assert chunk(40, 0.3, 130) == 80  # behind: double
+    assert chunk(40, 1.0, 400) == 80
+    assert chunk(cfg.chunk_frames, 9.0, 400) == cfg.chunk_frames
+    assert common_windows(cfg) == list(range(48, 181, 12))  # every length growth may take
 
 
 def test_same_text_gives_the_same_audio(engine: KokoroEngine) -> None:
