@@ -144,8 +144,8 @@ class Scheduler:
                     1.0, self.capacity_streams()):
                 return Refusal(
                     "server_busy",
-                    f"at capacity: {self.busy_streams} streams active, about "
-                    f"{self.capacity_streams():.0f} can be served in real time",
+                    f"at capacity: {self.busy_streams} streams active, and the measured "
+                    f"throughput carries about {self.capacity_streams():.1f} in real time",
                 )
             if self._clock() - self.late_at < self.config.late_window_s:
                 return Refusal("server_busy", "behind on streams already playing; retry shortly")
