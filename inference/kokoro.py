@@ -608,7 +608,5 @@ def _word_spans(words: Sequence[str], owners: Sequence[int],
     return tuple(spans)
 
 
-
-
 def _to_audio(samples: _F32) -> FloatAudio:
     return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
