@@ -179,6 +179,7 @@ class StreamClient:
         self._ws = ws
         self.demux = demux
         self._finished: dict[str, asyncio.Event] = {}
+        self._heard: dict[str, asyncio.Event] = {}
         self._reader = asyncio.create_task(self._read(), name="timbre-client-reader")
 
     @classmethod
@@ -328,17 +329,33 @@ class StreamClient:
         """
         record = self.demux.record(context_id)
         if not record.finished and not self.closed:
-            event = self._finished.setdefault(context_id, asyncio.Event())
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await event.wait()
-            except TimeoutError:
-                raise DoneTimeout(
-                    f"context {context_id!r} not done within {timeout_s:g} s"
-                ) from None
+            await self._wait(self._finished, context_id, timeout_s, "not done")
         if not record.finished:
             raise self._lost()
         return record
+
+    async def wait_audio(self, context_id: str, timeout_s: float) -> ContextRecord:
+        """Wait until ``context_id`` has its first audio frame, or has finished without one, and
+        return its record (a finished one may hold no audio: refused, cancelled, empty text).
+
+        Raises ``DoneTimeout`` after ``timeout_s``, ``ConnectionLost`` if the socket closes first.
+        """
+        record = self.demux.record(context_id)
+        if not (record.frames or record.finished) and not self.closed:
+            await self._wait(self._heard, context_id, timeout_s, "no audio")
+        if not (record.frames or record.finished):
+            raise self._lost()
+        return record
+
+    async def _wait(
+        self, events: dict[str, asyncio.Event], context_id: str, timeout_s: float, failure: str
+    ) -> None:
+        event = events.setdefault(context_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+        except TimeoutError:
+            raise DoneTimeout(f"context {context_id!r}: {failure} within {timeout_s:g} s") from None
 
     async def close(self) -> None:
         """Close the socket (code 1000) and stop the reader. Safe to call twice."""
@@ -385,7 +402,7 @@ class StreamClient:
             )
         finally:
             self.demux.connection_lost(self._ws.close_code, time.monotonic())
-            for event in self._finished.values():
+            for event in (*self._finished.values(), *self._heard.values()):
                 event.set()
 
     def _dispatch(self, data: str | bytes, now: float) -> None:
@@ -395,8 +412,12 @@ class StreamClient:
             self.demux.session_errors.append(ErrorEvent(now, "bad_server_message", str(exc)))
             return
         record = self.demux.feed(message, now)
-        if record is not None and record.finished:
+        if record is None:
+            return
+        if record.finished:
             self._finished.setdefault(record.context_id, asyncio.Event()).set()
+        if record.frames or record.finished:
+            self._heard.setdefault(record.context_id, asyncio.Event()).set()
 
 
 async def _open(

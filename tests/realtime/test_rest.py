@@ -270,10 +270,7 @@ async def test_revoking_a_voice_ends_the_live_streams_using_it(
     async with await StreamClient.connect(server.ws_url, api.key, voice=voice_id) as client:
         await client.send_text("live", text)
         await client.close_context("live")
-        for _ in range(1000):
-            if client.context("live").frames:
-                break
-            await asyncio.sleep(0.01)
+        assert (await client.wait_audio("live", timeout_s=30)).frames
         status, _ = await api.call("POST", f"/v1/voices/{voice_id}/revoke")
         assert status == 200
         record = await client.wait_done("live", timeout_s=10)

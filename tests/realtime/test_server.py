@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from realtime.audio import SUPPORTED_SAMPLE_RATES
-from realtime.client import ServerRefused, StreamClient, Unauthorized
+from realtime.client import DoneTimeout, ServerRefused, StreamClient, Unauthorized
 from tests.asr import recognize, word_overlap
 from tests.server import RunningServer, ServerThread
 
@@ -127,11 +127,7 @@ async def test_cancel_mid_utterance_stops_the_context_at_once(server: RunningSer
     async with await StreamClient.connect(server.ws_url, server.key) as client:
         await client.send_text("long", long_text)
         await client.close_context("long")
-        record = client.context("long")
-        for _ in range(600):
-            if record.frames:
-                break
-            await asyncio.sleep(0.01)
+        record = await client.wait_audio("long", timeout_s=30)
         assert record.frames, "no audio before cancel"
         await client.cancel("long")
         done = await client.wait_done("long", timeout_s=10)
@@ -139,6 +135,8 @@ async def test_cancel_mid_utterance_stops_the_context_at_once(server: RunningSer
         await asyncio.sleep(1.0)  # anything still in flight would arrive now
         assert len(client.context("long").frames) == frames_at_done
         # the session goes on
+        with pytest.raises(DoneTimeout, match="no audio within"):
+            await client.wait_audio("next", timeout_s=0.2)  # nothing sent for it yet
         await client.send_text("next", "Still here.")
         await client.close_context("next")
         after = await client.wait_done("next", timeout_s=30)
