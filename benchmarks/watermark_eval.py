@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -69,13 +70,17 @@ def _detect(audio: Audio, rate: int) -> tuple[bool, float, Any]:
 
 
 def embed_streaming(audio: Audio, stream_id: int, rate: int, target_snr_db: float) -> Audio:
-    """Mark ``audio`` in the chunk sizes Piper streams (24 frames, then 64)."""
+    """Mark ``audio`` in the chunk sizes Piper streams (``PiperConfig``: 32 frames, growing to 64)."""
+    from inference.piper import PiperConfig
+
+    cfg = PiperConfig()
     embedder = Embedder(stream_id, rate, target_snr_db=target_snr_db)
-    chunks, start, size = [], 0, 24 * PIPER_HOP
+    chunks, start, frames = [], 0, cfg.first_chunk_frames
     samples = audio.astype(np.float32)
     while start < len(samples):
-        chunks.append(embedder.process(samples[start:start + size]))
-        start, size = start + size, 64 * PIPER_HOP
+        chunks.append(embedder.process(samples[start:start + frames * PIPER_HOP]))
+        start += frames * PIPER_HOP
+        frames = min(cfg.chunk_frames, math.ceil(cfg.chunk_growth * frames))
     return np.concatenate(chunks).astype(np.float64)
 
 

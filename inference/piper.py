@@ -17,8 +17,8 @@ audio was made with. With both noise scales at 0 the three graphs reproduce the 
 Chunking. A decode step turns frames [start, end) of ``z`` into audio by running the decoder on
 [start - context, end + context] (clipped to the utterance) and keeping the middle; with 10 frames
 of context this equals one-pass decoding (about 120 dB SNR). The first chunk of a request is small
-(``first_chunk_frames``) so first audio is fast; later chunks are larger (``chunk_frames``) to spend
-less on context. Decode items of one plan whose windows have the same length run as one batched
+(``first_chunk_frames``) so first audio is fast; later chunks grow by ``chunk_growth`` up to
+``chunk_frames``, to spend less on context once the client holds enough audio to wait for them. Decode items of one plan whose windows have the same length run as one batched
 decoder call; nothing is ever padded, since padding ``z`` would change the audio at the edges.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import unicodedata
 import zlib
@@ -105,12 +106,22 @@ class PiperConfig:
     intra_op_threads: int = 2
     allow_spinning: bool = False
     """Let ONNX Runtime's idle worker threads spin (lower latency on a dedicated machine)."""
-    first_chunk_frames: int = 24
-    """Frames in a request's first chunk (24 frames = 279 ms of audio, about 20 ms to decode):
-    small for fast first audio, big enough that the next chunk has time to follow when many
-    utterances start at once (16 frames gave a 33 ms underrun in a 12-session start burst)."""
+    first_chunk_frames: int = 32
+    """Frames in a request's first chunk (32 frames = 372 ms of audio): small for fast first
+    audio, long enough to play while the second chunk decodes on a loaded machine. 16 frames gave
+    a 33 ms underrun in a 12-session start burst; 24 (279 ms) ran the browser demo's first
+    utterance dry when the server had a third of the 2 cores (see ``chunk_growth``)."""
     chunk_frames: int = 64
-    """Frames in every later chunk (64 frames = 743 ms of audio)."""
+    """Frames in a full chunk (64 frames = 743 ms of audio)."""
+    chunk_growth: float = 1.5
+    """Each chunk after the first is at most this many times the last, up to ``chunk_frames``
+    (32, 48, 64, ...). Right after first audio the client holds only the first chunk, so the
+    second is the one most at risk: its window (the chunk and 10 frames of context each side)
+    must decode, and reach the client, while the first plays. With 24 then 64 frames that is 84
+    window frames in 24 frames' playing time, 3.5x real time; with 32 then 48, 2.1x. With four
+    busy processes beside the server and Chromium on 2 cores, the demo page's first utterance ran
+    dry after its first chunk in 8 of 8 runs with 24, 64; in 4 of 10 with 24, 36, 54; in none of
+    14 with 32, 48, 64 (docs/benchmarks.md, "The first chunks on a loaded machine")."""
     context_frames: int = 10
     """Frames of ``z`` decoded on each side of a chunk and thrown away (10 reproduces one pass)."""
     noise_scale: float | None = None
@@ -124,6 +135,8 @@ class PiperConfig:
             raise ValueError("chunk sizes and thread count must be at least 1")
         if self.context_frames < 0:
             raise ValueError("context_frames must be >= 0")
+        if not self.chunk_growth >= 1.0:
+            raise ValueError("chunk_growth must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,8 @@ class _Request:
     words: tuple[_WordSpan, ...]
     next_frame: int = 0
     next_word: int = 0
+    last_chunk: int = 0
+    """Frames of the last chunk decoded (0 before the first)."""
 
     @property
     def frames(self) -> int:
@@ -308,8 +323,9 @@ class PiperEngine:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
         start = request.next_frame
-        end, lo, hi = chunk_window(start, request.frames, cfg.first_chunk_frames,
-                                   cfg.chunk_frames, cfg.context_frames)
+        size = min(cfg.chunk_frames, math.ceil(cfg.chunk_growth * request.last_chunk))
+        end, lo, hi = chunk_window(start, request.frames, cfg.first_chunk_frames, size,
+                                   cfg.context_frames)
         return _Window(request_id, start, end, lo, hi)
 
     def _run_decoder(self, windows: Sequence[_Window]) -> dict[RequestId, _F32]:
@@ -326,6 +342,7 @@ class PiperEngine:
         """Advance the request past ``window`` and report the words its audio now completes."""
         request = self._requests[window.request_id]
         request.next_frame = window.end
+        request.last_chunk = window.end - window.start
         done = request.next_word
         while done < len(request.words) and request.words[done].end_frame <= window.end:
             done += 1

@@ -98,12 +98,21 @@ def test_two_requests_batched_stream_the_same_audio_as_one_pass(engine: PiperEng
     assert first_decode.decode_s > 0 and results[0].prefill_s > 0
 
 
-def test_first_chunk_is_small_and_later_chunks_larger(engine: PiperEngine) -> None:
+def test_first_chunk_is_small_and_later_chunks_grow_to_full_size(engine: PiperEngine) -> None:
     streams, _ = stream(engine, {1: LONGER})
-    sizes = [len(c) for c in streams[1].chunks]
-    assert sizes[0] == engine.config.first_chunk_frames * HOP_SAMPLES
-    assert _ms(sizes[0]) < 300
-    assert sizes[1] == engine.config.chunk_frames * HOP_SAMPLES
+    frames = [len(c) // HOP_SAMPLES for c in streams[1].chunks]
+    assert all(len(c) % HOP_SAMPLES == 0 for c in streams[1].chunks)
+    assert _ms(frames[0] * HOP_SAMPLES) < 400
+    assert engine.config.chunk_growth == 1.5 and engine.config.chunk_frames == 64
+    assert frames[:3] == [32, 48, 64]  # each at most 1.5x the last, then full chunks
+    assert set(frames[4:-1]) == {64}  # the last may be longer or shorter (chunk_end)
+
+
+@pytest.mark.parametrize("bad", [{"chunk_growth": 0.5}, {"chunk_growth": float("nan")},
+                                 {"first_chunk_frames": 0}, {"context_frames": -1}])
+def test_config_refuses_settings_that_cannot_stream(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        PiperConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_speed_changes_duration(engine: PiperEngine) -> None:
