@@ -18,8 +18,9 @@ Chunking. A decode step turns frames [start, end) of ``z`` into audio by running
 [start - context, end + context] (clipped to the utterance) and keeping the middle; with 10 frames
 of context this equals one-pass decoding (about 120 dB SNR). The first chunk of a request is small
 (``first_chunk_frames``) so first audio is fast; later chunks grow by ``chunk_growth`` up to
-``chunk_frames``, to spend less on context once the client holds enough audio to wait for them. Decode items of one plan whose windows have the same length run as one batched
-decoder call; nothing is ever padded, since padding ``z`` would change the audio at the edges.
+``chunk_frames``, to spend less on context once the client holds enough audio to wait for them.
+Decode items of one plan whose windows have the same length run as one batched decoder call;
+nothing is ever padded, since padding ``z`` would change the audio at the edges.
 """
 
 from __future__ import annotations
