@@ -121,7 +121,7 @@ class PiperConfig:
     must decode, and reach the client, while the first plays. With 24 then 64 frames that is 84
     window frames in 24 frames' playing time, 3.5x real time; with 32 then 48, 2.1x. With four
     busy processes beside the server and Chromium on 2 cores, the demo page's first utterance ran
-    dry after its first chunk in 8 of 8 runs with 24, 64; in 4 of 10 with 24, 36, 54; in none of
+    dry after its first chunk in 8 of 8 runs with 24, 64; in 6 of 24 with 24, 36, 54; in none of
     14 with 32, 48, 64 (docs/benchmarks.md, "The first chunks on a loaded machine")."""
     context_frames: int = 10
     """Frames of ``z`` decoded on each side of a chunk and thrown away (10 reproduces one pass)."""
