@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import sys
@@ -75,12 +74,12 @@ def embed_streaming(audio: Audio, stream_id: int, rate: int, target_snr_db: floa
 
     cfg = PiperConfig()
     embedder = Embedder(stream_id, rate, target_snr_db=target_snr_db)
-    chunks, start, frames = [], 0, cfg.first_chunk_frames
+    chunks, start, frames = [], 0, cfg.chunk_after(0)
     samples = audio.astype(np.float32)
     while start < len(samples):
         chunks.append(embedder.process(samples[start:start + frames * PIPER_HOP]))
         start += frames * PIPER_HOP
-        frames = min(cfg.chunk_frames, math.ceil(cfg.chunk_growth * frames))
+        frames = cfg.chunk_after(frames)
     return np.concatenate(chunks).astype(np.float64)
 
 

@@ -139,6 +139,12 @@ class PiperConfig:
         if not self.chunk_growth >= 1.0:
             raise ValueError("chunk_growth must be at least 1")
 
+    def chunk_after(self, last_chunk: int) -> int:
+        """Frames of the chunk that follows one of ``last_chunk`` frames (0: the first chunk)."""
+        if last_chunk == 0:
+            return self.first_chunk_frames
+        return min(self.chunk_frames, math.ceil(self.chunk_growth * last_chunk))
+
 
 @dataclass(frozen=True)
 class _VoiceSettings:
@@ -324,9 +330,8 @@ class PiperEngine:
             raise KeyError(f"request {request_id} has already finished")
         cfg = self.config
         start = request.next_frame
-        size = min(cfg.chunk_frames, math.ceil(cfg.chunk_growth * request.last_chunk))
-        end, lo, hi = chunk_window(start, request.frames, cfg.first_chunk_frames, size,
-                                   cfg.context_frames)
+        size = cfg.chunk_after(request.last_chunk)
+        end, lo, hi = chunk_window(start, request.frames, size, size, cfg.context_frames)
         return _Window(request_id, start, end, lo, hi)
 
     def _run_decoder(self, windows: Sequence[_Window]) -> dict[RequestId, _F32]:
