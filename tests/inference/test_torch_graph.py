@@ -11,11 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from inference.graph_rewrites import affine_norm
-from inference.torch_graph import TorchGraph, int8_convolutions
+from inference.torch_graph import TorchGraph, _pack_int8, _qconv, int8_convolutions, on_grid
 
 RNG = np.random.default_rng(7)
 
@@ -355,3 +356,29 @@ def test_unsupported_graphs_are_refused_at_load_time() -> None:
     graph = TorchGraph(_model([helper.make_node("Sin", ["x"], ["y"])], {"x": [2]}, ["y"]))
     with pytest.raises(ValueError, match="missing graph inputs"):
         graph.run({})
+
+
+@pytest.mark.skipif(not int8_convolutions(), reason="this PyTorch has no oneDNN int8 convolution")
+@pytest.mark.parametrize("kernel, dilation, stride, length, phases", [
+    (3, 3, 1, 64, 3), (3, 3, 1, 65, 3), (7, 5, 1, 67, 5), (11, 3, 1, 97, 3), (5, 2, 1, 40, 2),
+    (3, 1, 1, 64, 1), (4, 3, 1, 64, 1), (3, 3, 2, 64, 1)])
+def test_int8_convolutions_match_float_ones_dilated_or_not(kernel: int, dilation: int, stride: int,
+                                                          length: int, phases: int) -> None:
+    """An int8 convolution of an input on its own quantisation grid equals the float
+    convolution of it, dilated or not. A dilated one of stride 1 that keeps its length (odd
+    kernel) runs on the input's polyphase view, a time not a multiple of the dilation padded;
+    any other runs as it is."""
+    pad = dilation * (kernel - 1) // 2
+    weight = torch.randint(-100, 101, (6, 4, kernel), generator=torch.Generator().manual_seed(1))
+    a = {"pads": [pad, pad], "dilations": [dilation], "strides": [stride],
+         "scale": torch.linspace(0.01, 0.02, 6), "bias": torch.linspace(-1.0, 1.0, 6)}
+    packed = _pack_int8(weight.float(), a)
+    assert packed is not None and packed.phases == phases
+    x = on_grid(4, length, seed=length)
+    want = (F.conv1d(x, weight.float(), stride=stride, padding=pad, dilation=dilation)
+            * a["scale"].reshape(1, -1, 1) + a["bias"].reshape(1, -1, 1))
+    got = _qconv(x, packed)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    # channels-last strides, as every convolution's result has, whatever the layout it ran in
+    assert got.stride()[1] == 1 and got.stride()[2] == 6
