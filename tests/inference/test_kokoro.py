@@ -664,6 +664,8 @@ def test_kokoro_settings_are_checked() -> None:
         KokoroConfig(lanes=0)
     with pytest.raises(ValueError, match="decoder must be one of"):
         KokoroConfig(decoder="gpu")
+    with pytest.raises(ValueError, match="retained_memory_mb must be"):
+        KokoroConfig(retained_memory_mb=-1)
     with pytest.raises(ValueError, match="crossfade_frames"):
         KokoroConfig(crossfade_frames=30, context_frames=24)
     with pytest.raises(ValueError, match="first_context_frames"):
