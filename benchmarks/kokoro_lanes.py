@@ -7,15 +7,19 @@ second of each thread and their total. With the PyTorch decoder the threads shar
 set their own torch thread count; with ONNX Runtime (``--decoder onnx``) each Python thread gets
 its own session with that many threads, and the row marked "shared" runs two Python threads on
 one 2-thread session. Compare rows within one run only: this machine's speed drifts within the
-hour. Figures in docs/benchmarks.md ("Two lanes that do not wait for each other", "A CPU
-without AMX").
+hour. Each row also gives the process's minor page faults per decoded window: freed memory
+that the C library handed back and the next window faulted in again (``--retained-memory-mb``,
+``[kokoro] retained_memory_mb``; 0: the C library's defaults). Figures in docs/benchmarks.md
+("Two lanes that do not wait for each other", "A CPU without AMX", "Page faults").
 
-    .venv/bin/python benchmarks/kokoro_lanes.py [--decoder auto] [--seconds 8] [--repeats 2]
+    .venv/bin/python benchmarks/kokoro_lanes.py [--decoder auto] [--seconds 8] [--repeats 2] \
+        [--retained-memory-mb 512]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import threading
 import time
@@ -44,9 +48,12 @@ def main() -> None:
     parser.add_argument("--decoder", choices=DECODERS, default="auto")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--retained-memory-mb", type=int,
+                        default=KokoroConfig.retained_memory_mb)
     args = parser.parse_args()
     assets = load_assets(DEFAULT_CACHE_DIR)
-    engine = KokoroEngine(KokoroConfig(decoder=args.decoder), assets=assets)
+    engine = KokoroEngine(KokoroConfig(decoder=args.decoder,
+                                       retained_memory_mb=args.retained_memory_mb), assets=assets)
     onnx = engine.decoder_kind == "onnx"
     print(f"decoder: {engine.decoder_kind}")
     request = engine._prepare(SynthesisUnit(TEXT, "jf_gongitsune"))
@@ -56,18 +63,22 @@ def main() -> None:
         decoder(request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi], request.n[:, 2 * lo:2 * hi],
                 request.phase[:, 2 * lo:2 * hi], request.style)
 
+    windows: dict[int, int] = {}
+
     def loop(decoder: Callable[..., object], threads: int, rates: dict[int, float],
              index: int) -> None:
         if not onnx:
             torch.set_num_threads(threads)  # this thread's OpenMP team
         for size in WINDOWS:
             decode(decoder, size)  # build the kernels for each length first
-        start, frames = time.perf_counter(), 0
+        start, frames, count = time.perf_counter(), 0, len(WINDOWS)
         while time.perf_counter() - start < args.seconds:
             for size in WINDOWS:
                 decode(decoder, size)
                 frames += size
+                count += 1
         rates[index] = frames / (time.perf_counter() - start)
+        windows[index] = count
 
     rows: list[tuple[str, tuple[int, ...], bool]] = [("", split, False) for split in SPLITS]
     if onnx:
@@ -81,15 +92,18 @@ def main() -> None:
             else:
                 decoders = [_OnnxDecoder(assets, threads, False) for threads in split]
             rates: dict[int, float] = {}
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             workers = [threading.Thread(target=loop, args=(decoders[i], threads, rates, i))
                        for i, threads in enumerate(split)]
             for worker in workers:
                 worker.start()
             for worker in workers:
                 worker.join()
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             each = ", ".join(f"{rates[i]:.0f}" for i in range(len(split)))
             print(f"{len(split)} thread(s) x intra-op threads {split}{label}: {each} frames/s, "
-                  f"total {sum(rates.values()):.0f}", flush=True)
+                  f"total {sum(rates.values()):.0f}; page faults per window "
+                  f"{faults / sum(windows[i] for i in range(len(split))):.0f}", flush=True)
 
 
 if __name__ == "__main__":
