@@ -10,7 +10,7 @@ one 2-thread session. Compare rows within one run only: this machine's speed dri
 hour. Each row also gives the process's minor page faults per decoded window: freed memory
 that the C library handed back and the next window faulted in again (``--retained-memory-mb``,
 ``[kokoro] retained_memory_mb``; 0: the C library's defaults). Figures in docs/benchmarks.md
-("Two lanes that do not wait for each other", "A CPU without AMX", "Page faults").
+("Two lanes that do not wait for each other", "A CPU without AMX", "Faster int8 windows").
 
     .venv/bin/python benchmarks/kokoro_lanes.py [--decoder auto] [--seconds 8] [--repeats 2] \
         [--retained-memory-mb 512]
