@@ -7,11 +7,11 @@ and it returns the free top of a heap to the system past 128 KiB. Kokoro's decod
 and frees tensors of 1-20 MB on every step of a window: each comes back as fresh pages, and the
 kernel zeroes every page on first touch. Measured on 2 cores (docs/benchmarks.md, "Faster
 int8 windows"): 17,000-19,000 minor page faults per window of 48-176 frames (about 56,000 on a
-lone 176-frame window), and 0.7-0.8 s of system CPU time per 20 windows, 3-4 % of the decoder's CPU.
-With blocks below ``mmap_mb`` served from the heap and up to ``retain_mb`` of free memory kept
-there, a window reuses the last one's pages: 4-270 faults per window and 0.04-0.07 s of system
-time. The cost is resident memory: that much more stays mapped after a window (150-300 MB
-measured with two lanes).
+lone 176-frame window), and 0.7-0.8 s of system CPU time per 20 windows, 3-4 % of the
+decoder's CPU. With blocks below ``mmap_mb`` served from the heap and up to ``retain_mb`` of
+free memory kept there, a window reuses the last one's pages: 4-270 faults per window and
+0.04-0.07 s of system time. The cost is resident memory: that much more stays mapped after a
+window (150-300 MB measured with two lanes).
 
 The settings are the C library's and process-wide (``mallopt``). On a C library other than
 glibc nothing is changed.
