@@ -49,6 +49,12 @@ import numpy.typing as npt
 import torch
 
 from inference.allocator import retain_freed_memory
+from inference.cpu_kernels import (
+    bf16_matrix_units,
+    int8_convolutions,
+    int8_dot_products,
+    wide_vector_units,
+)
 from inference.engine import (
     DecodeItem,
     EnginePlan,
@@ -87,13 +93,7 @@ from inference.kokoro_windows import (
 )
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
-from inference.torch_graph import (
-    TorchGraph,
-    bf16_matrix_units,
-    int8_convolutions,
-    int8_dot_products,
-    wide_vector_units,
-)
+from inference.torch_graph import TorchGraph
 from inference.voice_registry import VoiceRegistry
 
 DEFAULT_CACHE_DIR = Path("~/.cache/timbre/kokoro")

@@ -15,9 +15,10 @@ are no longer rounded to 8 bits per tensor, so the output differs from ONNX Runt
 that rounding is worth (the Kokoro decoder's tests and docs/benchmarks.md measure it).
 
 With ``conv_dtype=torch.int8`` (for CPUs with VNNI, where float32 convolutions are the cost) the
-fused convolutions are not run in float at all: ``_qconv`` quantises the input per tensor as
-``DynamicQuantizeLinear`` does and hands it, with the int8 weights, to oneDNN's quantised
-convolution. On a graph quantised by ONNX Runtime that reproduces its integer run.
+fused convolutions are not run in float at all: ``inference.cpu_kernels.qconv`` quantises the
+input per tensor as ``DynamicQuantizeLinear`` does and hands it, with the int8 weights, to
+oneDNN's quantised convolution. On a graph quantised by ONNX Runtime that reproduces its
+integer run.
 
 Speed. At load time (``optimise``, the default) the quantisation steps and everything computed
 from constants alone are folded away, and three chains the decoder repeats become one step each:
@@ -26,8 +27,8 @@ normalisation (``inference.graph_rewrites``): 1968 steps become 715. Convolution
 convolutions of height 1 in channels-last layout, which oneDNN runs without reordering its
 operands, and element-wise operators keep that layout. On Kokoro's decoder this is about 2.2x
 faster than the plain node-by-node run (docs/benchmarks.md). With ``torch.int8`` a dilated
-convolution runs on its input's polyphase view with the kernel undilated (``_pack_int8``), which
-oneDNN's int8 kernel runs 1.4-2x faster.
+convolution runs on its input's polyphase view with the kernel undilated
+(``inference.cpu_kernels.pack_int8``), which oneDNN's int8 kernel runs 1.4-2x faster.
 
 Only the operators and attribute values the graphs we run use are implemented; ``TorchGraph``
 refuses any other at load time (``ValueError``), never at run time. It is thread-safe: each run
@@ -36,11 +37,9 @@ keeps its values in its own dictionary.
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,12 +48,8 @@ import torch
 import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
+from inference.cpu_kernels import Int8Conv, int8_convolutions, pack_int8, qconv
 from inference.graph_rewrites import Operators, Step, affine_norm, fold, fuse, snake
-
-# ``_qconv`` quantises with ``quantize_per_tensor``, whose quint8 result PyTorch deprecates (it
-# warns on first use); it is one pass where rounding by hand takes four. Should a PyTorch drop
-# it, ``int8_convolutions()`` says False and ``auto`` keeps to float convolutions.
-warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, ", category=UserWarning)
 
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 11: torch.float64}
@@ -92,172 +87,6 @@ def _plain_op(op_type: str) -> _Op | None:
     return _PLAIN_OPS.get(op_type)
 
 
-def wide_vector_units() -> bool:
-    """Whether PyTorch's CPU kernels run AVX-512 here, where a float32 convolution beats ONNX
-    Runtime's integer one even without AMX (docs/benchmarks.md, "A CPU without AMX")."""
-    return torch.backends.cpu.get_cpu_capability() == "AVX512"
-
-
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[-1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16), where a
-    bfloat16 convolution beats ONNX Runtime's integer one."""
-    return "amx_bf16" in _cpu_flags()
-
-
-def int8_dot_products() -> bool:
-    """Whether this CPU has AVX-512 VNNI (8-bit dot products into 32-bit sums), where oneDNN's
-    int8 convolution (``TorchGraph`` with ``torch.int8``) beats a float32 one."""
-    return "avx512_vnni" in _cpu_flags()
-
-
-class _Int8Conv(NamedTuple):
-    """A fused convolution's weights packed for oneDNN, with its per-channel rescaling and bias,
-    and the 2-d stride, padding and dilation it runs with. ``phases`` > 1: a dilated convolution
-    run on its input's polyphase view (``_polyphase``), with ``phases`` the dilation."""
-
-    packed: torch.Tensor
-    scale: torch.Tensor
-    bias: torch.Tensor
-    zeros: torch.Tensor
-    stride: list[int]
-    padding: list[int]
-    dilation: list[int]
-    groups: int
-    phases: int
-
-
-def _pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> _Int8Conv | None:
-    """A fused convolution's integer weights minus their zero point, packed for oneDNN once;
-    None if they do not fit int8 (Kokoro's export keeps them in 7 bits, so all of its fit), and
-    that convolution runs in float32.
-
-    A 1-d convolution runs as a 2-d one of height 1, except a dilated one of stride 1 padded to
-    keep its length (odd kernel, padding dilation x (kernel - 1) / 2). Such a convolution with
-    dilation d convolves each of the input's d phases (every d-th sample) on its own with the
-    kernel undilated, and ``_polyphase`` lays the phases out as the columns of a 2-d input with
-    no copy. oneDNN's int8 kernel runs that undilated (kernel x 1) convolution 1.4-2x faster than
-    the dilated one of the same arithmetic (docs/benchmarks.md)."""
-    channels, _, kernel = weight.shape
-    if weight.min() < -128 or weight.max() > 127:
-        return None
-    step, pad = a.get("strides", [1])[0], a.get("pads", [0, 0])[0]
-    dilation = a.get("dilations", [1])[0]
-    phases = dilation if (dilation > 1 and step == 1 and kernel % 2 == 1
-                          and pad == dilation * (kernel - 1) // 2) else 1
-    w8 = weight.round().to(torch.int8)
-    if phases > 1:
-        w4 = w8.unsqueeze(3)  # (out, in, kernel, 1): the kernel runs down each phase's column
-        stride, padding, dilation2 = [1, 1], [(kernel - 1) // 2, 0], [1, 1]
-    else:
-        w4 = w8.unsqueeze(2)
-        stride, padding, dilation2 = [1, step], [0, pad], [1, dilation]
-    w4 = w4.contiguous(memory_format=torch.channels_last)
-    groups = a.get("group", 1)
-    scale = a["scale"].reshape(-1).expand(channels).contiguous().float()
-    packed = torch.ops.onednn.qconv_prepack(w4, scale, 1.0, 0, stride, padding, dilation2,
-                                            groups, None)
-    return _Int8Conv(packed, scale, a["bias"].reshape(-1).expand(channels).contiguous().float(),
-                     torch.zeros(channels, dtype=torch.int64), stride, padding, dilation2,
-                     groups, phases)
-
-
-def _uint8_alias(q: torch.Tensor) -> torch.Tensor:
-    """A quint8 tensor's bytes as a plain uint8 tensor on the same memory. ``int_repr()`` gives
-    the same values but copies them, and that copy took longer than the quantising itself (5 %
-    of a decoder window against 3 %, docs/benchmarks.md). The alias holds the storage alive."""
-    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(),
-                                                  q.size(), q.stride())
-
-
-def _polyphase(xq: torch.Tensor, phases: int, fill: int) -> torch.Tensor:
-    """A channels-last (batch, channels, 1, time) tensor as (batch, channels, time / phases,
-    phases): column p holds samples p, p + phases, ... In channels-last memory that is the same
-    bytes, so it is a view; the time is first padded with ``fill`` (the quantised zero) to a
-    multiple of ``phases``, which the convolution's own zero padding would have read there."""
-    batch, channels, _, length = xq.shape
-    padded_length = -(-length // phases) * phases
-    if padded_length != length:
-        padded = torch.empty((batch, channels, 1, padded_length), dtype=xq.dtype,
-                             memory_format=torch.channels_last)
-        padded[..., :length] = xq
-        padded[..., length:] = fill
-        xq = padded
-    return xq.as_strided((batch, channels, padded_length // phases, phases),
-                         (padded_length * channels, 1, phases * channels, channels))
-
-
-def _qconv(x: torch.Tensor, w: _Int8Conv) -> torch.Tensor:
-    """conv(x, w) x scale + bias with 8-bit integers, as the ONNX graph means it: the input
-    quantised per tensor like ``DynamicQuantizeLinear`` (uint8, a range that includes 0, round
-    half to even), convolved with the int8 weights by oneDNN (VNNI / AMX-INT8), the sum rescaled
-    to float32 with the bias added in the same kernel. Returns (batch, channels, time) with
-    channels-last strides, like ``TorchGraph._conv``."""
-    x4 = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
-    lo, hi = torch.aminmax(x4.permute(0, 2, 3, 1).reshape(-1))  # a view: one pass in memory order
-    lo_f, hi_f = min(float(lo), 0.0), max(float(hi), 0.0)
-    scale = (hi_f - lo_f) / 255.0 or 1.0  # an all-zero input: any scale gives zeros
-    zero = min(255, max(0, round(-lo_f / scale)))
-    xq = _uint8_alias(torch.quantize_per_tensor(x4, scale, zero, torch.quint8))  # one pass
-    length = xq.shape[3]
-    if w.phases > 1:
-        xq = _polyphase(xq, w.phases, zero)
-    y: torch.Tensor = torch.ops.onednn.qconv2d_pointwise(
-        xq, scale, zero, w.packed, w.scale, w.zeros, w.bias, w.stride, w.padding, w.dilation,
-        w.groups, 1.0, 0, torch.float32, "none", [], "")
-    if w.phases == 1:
-        return y.squeeze(2)
-    batch, channels, rows, phases = y.shape  # channels-last: the phases interleave back in place
-    y = y.contiguous(memory_format=torch.channels_last)
-    return y.as_strided((batch, channels, rows * phases),
-                        (rows * phases * channels, 1, channels))[:, :, :length]
-
-
-def on_grid(channels: int, length: int, seed: int = 0) -> torch.Tensor:
-    """A (1, channels, length) input that lies on its own 8-bit quantisation grid: steps of 1/51
-    from -2 to 3, both ends present. An int8 convolution of it equals a float convolution of the
-    same values to float rounding, which is how its results are checked."""
-    generator = torch.Generator().manual_seed(seed)
-    steps = torch.randint(-102, 154, (channels * length,), generator=generator)
-    steps[:2] = torch.tensor([-102, 153])
-    return (steps.float() / 51).reshape(1, channels, length)
-
-
-@functools.cache
-def int8_convolutions() -> bool:
-    """Whether this PyTorch runs oneDNN's quantised convolution (``TorchGraph`` with
-    ``torch.int8``) and it gives what a float convolution of the same integers gives, for a
-    plain convolution and for a dilated one (run on its polyphase view). The input lies on its
-    own quantisation grid (``on_grid``), so the two agree exactly."""
-    weight = torch.arange(-12.0, 12.0).reshape(2, 3, 4)
-    scale, bias = torch.tensor([0.5, 0.25]), torch.tensor([1.0, -1.0])
-    x = on_grid(3, 10)
-    try:
-        for shape, kernel in (({"pads": [1, 1]}, weight),
-                              ({"pads": [3, 3], "dilations": [3]}, weight[:, :, :3])):
-            a: dict[str, Any] = {**shape, "scale": scale, "bias": bias}
-            want = (F.conv1d(x, kernel, padding=a["pads"][0], dilation=a.get("dilations", [1])[0])
-                    * scale.reshape(1, -1, 1) + bias.reshape(1, -1, 1))
-            packed = _pack_int8(kernel, a)
-            got = None if packed is None else _qconv(x, packed)
-            if got is None or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
-                return False
-    except (RuntimeError, AttributeError, TypeError):
-        return False
-    return True
-
-
 def _reflect_channels_last(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     """``F.pad(x, (left, right), mode="reflect")`` of a (batch, channels, time) tensor in
     channels-last layout (``_conv``'s output), keeping that layout: ``F.pad`` would return a
@@ -274,9 +103,9 @@ class TorchGraph:
     """An ONNX graph evaluated node by node with PyTorch. ``conv_dtype`` is the precision of the
     integer convolutions: ``torch.bfloat16`` or ``torch.float32`` run them in float (their 8-bit
     weights are exact in either), ``torch.int8`` runs them in integers as the graph means them
-    (``_qconv``; needs ``optimise`` and ``int8_convolutions()``). Every other operator, float
-    convolutions and integer matrix products included, runs in float32 or the graph's own
-    integer types."""
+    (``cpu_kernels.qconv``; needs ``optimise`` and ``int8_convolutions()``). Every other
+    operator, float convolutions and integer matrix products included, runs in float32 or the
+    graph's own integer types."""
 
     def __init__(self, path: Path | onnx.ModelProto, conv_dtype: torch.dtype = torch.float32,
                  optimise: bool = True) -> None:
@@ -325,9 +154,9 @@ class TorchGraph:
                 self._last_use[name] = k
         self._weights: dict[str, torch.Tensor] = {}
         self._conv_weights: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-        self._packed: dict[str, _Int8Conv] = {}
+        self._packed: dict[str, Int8Conv] = {}
         for op, names, _, attrs in self._steps:  # built once: runs on several threads share them
-            packed = (_pack_int8(self._float_weight(names), attrs)
+            packed = (pack_int8(self._float_weight(names), attrs)
                       if op == self._op_ScaledConvInteger and conv_dtype == torch.int8 else None)
             if packed is not None:
                 self._packed[names[1]] = packed
@@ -421,7 +250,7 @@ class TorchGraph:
         than the graph's three or four steps; the bias is added in float, as the graph does)."""
         packed = self._packed.get(names[1])
         if packed is not None:
-            return _qconv(x, packed)
+            return qconv(x, packed)
         y = self._conv(a, x, self._conv_weight(names[1], self._float_weight(names),
                                                self._float_conv_dtype), None)
         return y.mul_(a["scale"]).add_(a["bias"])

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from inference.cpu_kernels import int8_convolutions, on_grid, pack_int8, qconv
 from inference.graph_rewrites import affine_norm
-from inference.torch_graph import TorchGraph, _pack_int8, _qconv, int8_convolutions, on_grid
+from inference.torch_graph import TorchGraph
 
 RNG = np.random.default_rng(7)
 
@@ -372,12 +373,12 @@ def test_int8_convolutions_match_float_ones_dilated_or_not(kernel: int, dilation
     weight = torch.randint(-100, 101, (6, 4, kernel), generator=torch.Generator().manual_seed(1))
     a = {"pads": [pad, pad], "dilations": [dilation], "strides": [stride],
          "scale": torch.linspace(0.01, 0.02, 6), "bias": torch.linspace(-1.0, 1.0, 6)}
-    packed = _pack_int8(weight.float(), a)
+    packed = pack_int8(weight.float(), a)
     assert packed is not None and packed.phases == phases
     x = on_grid(4, length, seed=length)
     want = (F.conv1d(x, weight.float(), stride=stride, padding=pad, dilation=dilation)
             * a["scale"].reshape(1, -1, 1) + a["bias"].reshape(1, -1, 1))
-    got = _qconv(x, packed)
+    got = qconv(x, packed)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
     # channels-last strides, as every convolution's result has, whatever the layout it ran in

@@ -1,0 +1,191 @@
+"""What this CPU runs fast, for the PyTorch decoder to choose by: its vector and matrix units
+(AVX-512, AMX-BF16, VNNI), and oneDNN's 8-bit integer convolution, which ``TorchGraph`` runs its
+fused integer convolutions with when ``conv_dtype`` is ``torch.int8``.
+
+``qconv`` quantises the input per tensor as ONNX's ``DynamicQuantizeLinear`` does and hands it,
+with the int8 weights ``pack_int8`` packed once, to oneDNN's quantised convolution; on a graph
+quantised by ONNX Runtime that reproduces its integer run. A dilated convolution runs on its
+input's polyphase view with the kernel undilated, which oneDNN's int8 kernel runs 1.4-2x faster
+(docs/benchmarks.md, "Faster int8 windows").
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+# ``qconv`` quantises with ``quantize_per_tensor``, whose quint8 result PyTorch deprecates (it
+# warns on first use); it is one pass where rounding by hand takes four. Should a PyTorch drop
+# it, ``int8_convolutions()`` says False and ``auto`` keeps to float convolutions.
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, ", category=UserWarning)
+
+
+def wide_vector_units() -> bool:
+    """Whether PyTorch's CPU kernels run AVX-512 here, where a float32 convolution beats ONNX
+    Runtime's integer one even without AMX (docs/benchmarks.md, "A CPU without AMX")."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[-1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16), where a
+    bfloat16 convolution beats ONNX Runtime's integer one."""
+    return "amx_bf16" in _cpu_flags()
+
+
+def int8_dot_products() -> bool:
+    """Whether this CPU has AVX-512 VNNI (8-bit dot products into 32-bit sums), where oneDNN's
+    int8 convolution (``TorchGraph`` with ``torch.int8``) beats a float32 one."""
+    return "avx512_vnni" in _cpu_flags()
+
+
+class Int8Conv(NamedTuple):
+    """A fused convolution's weights packed for oneDNN, with its per-channel rescaling and bias,
+    and the 2-d stride, padding and dilation it runs with. ``phases`` > 1: a dilated convolution
+    run on its input's polyphase view (``_polyphase``), with ``phases`` the dilation."""
+
+    packed: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor
+    zeros: torch.Tensor
+    stride: list[int]
+    padding: list[int]
+    dilation: list[int]
+    groups: int
+    phases: int
+
+
+def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
+    """A fused convolution's integer weights minus their zero point, packed for oneDNN once;
+    None if they do not fit int8 (Kokoro's export keeps them in 7 bits, so all of its fit), and
+    that convolution runs in float32.
+
+    A 1-d convolution runs as a 2-d one of height 1, except a dilated one of stride 1 padded to
+    keep its length (odd kernel, padding dilation x (kernel - 1) / 2). Such a convolution with
+    dilation d convolves each of the input's d phases (every d-th sample) on its own with the
+    kernel undilated, and ``_polyphase`` lays the phases out as the columns of a 2-d input with
+    no copy. oneDNN's int8 kernel runs that undilated (kernel x 1) convolution 1.4-2x faster than
+    the dilated one of the same arithmetic (docs/benchmarks.md)."""
+    channels, _, kernel = weight.shape
+    if weight.min() < -128 or weight.max() > 127:
+        return None
+    step, pad = a.get("strides", [1])[0], a.get("pads", [0, 0])[0]
+    dilation = a.get("dilations", [1])[0]
+    phases = dilation if (dilation > 1 and step == 1 and kernel % 2 == 1
+                          and pad == dilation * (kernel - 1) // 2) else 1
+    w8 = weight.round().to(torch.int8)
+    if phases > 1:
+        w4 = w8.unsqueeze(3)  # (out, in, kernel, 1): the kernel runs down each phase's column
+        stride, padding, dilation2 = [1, 1], [(kernel - 1) // 2, 0], [1, 1]
+    else:
+        w4 = w8.unsqueeze(2)
+        stride, padding, dilation2 = [1, step], [0, pad], [1, dilation]
+    w4 = w4.contiguous(memory_format=torch.channels_last)
+    groups = a.get("group", 1)
+    scale = a["scale"].reshape(-1).expand(channels).contiguous().float()
+    packed = torch.ops.onednn.qconv_prepack(w4, scale, 1.0, 0, stride, padding, dilation2,
+                                            groups, None)
+    return Int8Conv(packed, scale, a["bias"].reshape(-1).expand(channels).contiguous().float(),
+                     torch.zeros(channels, dtype=torch.int64), stride, padding, dilation2,
+                     groups, phases)
+
+
+def _uint8_alias(q: torch.Tensor) -> torch.Tensor:
+    """A quint8 tensor's bytes as a plain uint8 tensor on the same memory. ``int_repr()`` gives
+    the same values but copies them, and that copy took longer than the quantising itself (5 %
+    of a decoder window against 3 %, docs/benchmarks.md). The alias holds the storage alive."""
+    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(),
+                                                  q.size(), q.stride())
+
+
+def _polyphase(xq: torch.Tensor, phases: int, fill: int) -> torch.Tensor:
+    """A channels-last (batch, channels, 1, time) tensor as (batch, channels, time / phases,
+    phases): column p holds samples p, p + phases, ... In channels-last memory that is the same
+    bytes, so it is a view; the time is first padded with ``fill`` (the quantised zero) to a
+    multiple of ``phases``, which the convolution's own zero padding would have read there."""
+    batch, channels, _, length = xq.shape
+    padded_length = -(-length // phases) * phases
+    if padded_length != length:
+        padded = torch.empty((batch, channels, 1, padded_length), dtype=xq.dtype,
+                             memory_format=torch.channels_last)
+        padded[..., :length] = xq
+        padded[..., length:] = fill
+        xq = padded
+    return xq.as_strided((batch, channels, padded_length // phases, phases),
+                         (padded_length * channels, 1, phases * channels, channels))
+
+
+def qconv(x: torch.Tensor, w: Int8Conv) -> torch.Tensor:
+    """conv(x, w) x scale + bias with 8-bit integers, as the ONNX graph means it: the input
+    quantised per tensor like ``DynamicQuantizeLinear`` (uint8, a range that includes 0, round
+    half to even), convolved with the int8 weights by oneDNN (VNNI / AMX-INT8), the sum rescaled
+    to float32 with the bias added in the same kernel. Returns (batch, channels, time) with
+    channels-last strides, like ``TorchGraph._conv``."""
+    x4 = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    lo, hi = torch.aminmax(x4.permute(0, 2, 3, 1).reshape(-1))  # a view: one pass in memory order
+    lo_f, hi_f = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi_f - lo_f) / 255.0 or 1.0  # an all-zero input: any scale gives zeros
+    zero = min(255, max(0, round(-lo_f / scale)))
+    xq = _uint8_alias(torch.quantize_per_tensor(x4, scale, zero, torch.quint8))  # one pass
+    length = xq.shape[3]
+    if w.phases > 1:
+        xq = _polyphase(xq, w.phases, zero)
+    y: torch.Tensor = torch.ops.onednn.qconv2d_pointwise(
+        xq, scale, zero, w.packed, w.scale, w.zeros, w.bias, w.stride, w.padding, w.dilation,
+        w.groups, 1.0, 0, torch.float32, "none", [], "")
+    if w.phases == 1:
+        return y.squeeze(2)
+    batch, channels, rows, phases = y.shape  # channels-last: the phases interleave back in place
+    y = y.contiguous(memory_format=torch.channels_last)
+    return y.as_strided((batch, channels, rows * phases),
+                        (rows * phases * channels, 1, channels))[:, :, :length]
+
+
+def on_grid(channels: int, length: int, seed: int = 0) -> torch.Tensor:
+    """A (1, channels, length) input that lies on its own 8-bit quantisation grid: steps of 1/51
+    from -2 to 3, both ends present. An int8 convolution of it equals a float convolution of the
+    same values to float rounding, which is how its results are checked."""
+    generator = torch.Generator().manual_seed(seed)
+    steps = torch.randint(-102, 154, (channels * length,), generator=generator)
+    steps[:2] = torch.tensor([-102, 153])
+    return (steps.float() / 51).reshape(1, channels, length)
+
+
+@functools.cache
+def int8_convolutions() -> bool:
+    """Whether this PyTorch runs oneDNN's quantised convolution (``TorchGraph`` with
+    ``torch.int8``) and it gives what a float convolution of the same integers gives, for a
+    plain convolution and for a dilated one (run on its polyphase view). The input lies on its
+    own quantisation grid (``on_grid``), so the two agree exactly."""
+    weight = torch.arange(-12.0, 12.0).reshape(2, 3, 4)
+    scale, bias = torch.tensor([0.5, 0.25]), torch.tensor([1.0, -1.0])
+    x = on_grid(3, 10)
+    try:
+        for shape, kernel in (({"pads": [1, 1]}, weight),
+                              ({"pads": [3, 3], "dilations": [3]}, weight[:, :, :3])):
+            a: dict[str, Any] = {**shape, "scale": scale, "bias": bias}
+            want = (F.conv1d(x, kernel, padding=a["pads"][0], dilation=a.get("dilations", [1])[0])
+                    * scale.reshape(1, -1, 1) + bias.reshape(1, -1, 1))
+            packed = pack_int8(kernel, a)
+            got = None if packed is None else qconv(x, packed)
+            if got is None or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+                return False
+    except (RuntimeError, AttributeError, TypeError):
+        return False
+    return True
