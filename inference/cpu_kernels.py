@@ -6,7 +6,9 @@ fused integer convolutions with when ``conv_dtype`` is ``torch.int8``.
 with the int8 weights ``pack_int8`` packed once, to oneDNN's quantised convolution; on a graph
 quantised by ONNX Runtime that reproduces its integer run. A dilated convolution runs on its
 input's polyphase view with the kernel undilated, which oneDNN's int8 kernel runs 1.4-2x faster
-(docs/benchmarks.md, "Faster int8 windows").
+(docs/benchmarks.md, "Faster int8 windows"). A CPU without VNNI sums 8-bit products in 16 bits
+and saturates beyond 7-bit weights (``int8_weight_bits``); there the few output channels whose
+weights lie outside [-64, 64] are centred, and what that took out is added back exactly.
 """
 
 from __future__ import annotations
@@ -69,11 +71,19 @@ class Int8Conv(NamedTuple):
     dilation: list[int]
     groups: int
     phases: int
+    centred: torch.Tensor | None
+    """The output channels whose weights were shifted to fit 7 bits (``pack_int8``), or None."""
+    centre: torch.Tensor | None
+    """(1, len(centred), 1): each such channel's rescaling times the integer its weights were
+    shifted by. That times the convolution of the input's sum over channels with a kernel of
+    ones is added back to those channels (``_add_centre``)."""
+    kernel: int
 
 
 def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
     """A fused convolution's integer weights minus their zero point, packed for oneDNN once;
-    None if they do not fit int8 (Kokoro's export keeps them in 7 bits, so all of its fit), and
+    None if they do not fit the bits this CPU sums exactly (``int8_weight_bits``: 8 with VNNI
+    or AMX, 7 without; Kokoro's export keeps them in 7 bits, so all of its fit either way), and
     that convolution runs in float32.
 
     A 1-d convolution runs as a 2-d one of height 1, except a dilated one of stride 1 padded to
@@ -82,9 +92,30 @@ def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
     kernel undilated, and ``_polyphase`` lays the phases out as the columns of a 2-d input with
     no copy. oneDNN's int8 kernel runs that undilated (kernel x 1) convolution 1.4-2x faster than
     the dilated one of the same arithmetic (docs/benchmarks.md)."""
-    channels, _, kernel = weight.shape
-    if weight.min() < -128 or weight.max() > 127:
+    bits = int8_weight_bits()
+    low, high = _weight_range(bits)
+    if low <= weight.min() and weight.max() <= high:
+        return _pack(weight, a)
+    if bits == 8 or a.get("group", 1) != 1:
         return None
+    # 7 bits: the output channels with weights outside are centred on 0. An unsigned 7-bit
+    # weight minus its zero point (Kokoro's export) spans at most 128 values, so centred it
+    # fits. In Kokoro 82 of 23,490 channels need it.
+    lowest, highest = weight.amin(dim=(1, 2)), weight.amax(dim=(1, 2))
+    outside = ((lowest < low) | (highest > high)).nonzero().reshape(-1)
+    shift = torch.zeros(weight.shape[0])
+    shift[outside] = torch.round((lowest[outside] + highest[outside]) / 2)
+    centred = weight - shift.reshape(-1, 1, 1)
+    if centred.min() < low or centred.max() > high:
+        return None
+    return _pack(centred, a, outside, shift[outside])
+
+
+def _pack(weight: torch.Tensor, a: Mapping[str, Any], centred: torch.Tensor | None = None,
+          shift: torch.Tensor | None = None) -> Int8Conv:
+    """``pack_int8`` without the check that the weights fit; ``centred``: the output channels
+    whose weights were shifted, and ``shift`` by how much."""
+    channels, _, kernel = weight.shape
     step, pad = a.get("strides", [1])[0], a.get("pads", [0, 0])[0]
     dilation = a.get("dilations", [1])[0]
     phases = dilation if (dilation > 1 and step == 1 and kernel % 2 == 1
@@ -103,7 +134,9 @@ def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
                                             groups, None)
     return Int8Conv(packed, scale, a["bias"].reshape(-1).expand(channels).contiguous().float(),
                      torch.zeros(channels, dtype=torch.int64), stride, padding, dilation2,
-                     groups, phases)
+                     groups, phases, centred,
+                     None if centred is None or shift is None
+                     else (shift * scale[centred]).reshape(1, -1, 1), kernel)
 
 
 def _uint8_alias(q: torch.Tensor) -> torch.Tensor:
@@ -134,9 +167,10 @@ def _polyphase(xq: torch.Tensor, phases: int, fill: int) -> torch.Tensor:
 def qconv(x: torch.Tensor, w: Int8Conv) -> torch.Tensor:
     """conv(x, w) x scale + bias with 8-bit integers, as the ONNX graph means it: the input
     quantised per tensor like ``DynamicQuantizeLinear`` (uint8, a range that includes 0, round
-    half to even), convolved with the int8 weights by oneDNN (VNNI / AMX-INT8), the sum rescaled
-    to float32 with the bias added in the same kernel. Returns (batch, channels, time) with
-    channels-last strides, like ``TorchGraph._conv``."""
+    half to even), convolved with the int8 weights by oneDNN (VNNI, AMX-INT8 or AVX2), the sum
+    rescaled to float32 with the bias added in the same kernel, and any centred channels'
+    shift added back. Returns (batch, channels, time) with channels-last strides, like
+    ``TorchGraph._conv``."""
     x4 = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
     lo, hi = torch.aminmax(x4.permute(0, 2, 3, 1).reshape(-1))  # a view: one pass in memory order
     lo_f, hi_f = min(float(lo), 0.0), max(float(hi), 0.0)
@@ -144,17 +178,39 @@ def qconv(x: torch.Tensor, w: Int8Conv) -> torch.Tensor:
     zero = min(255, max(0, round(-lo_f / scale)))
     xq = _uint8_alias(torch.quantize_per_tensor(x4, scale, zero, torch.quint8))  # one pass
     length = xq.shape[3]
+    x_q = xq
     if w.phases > 1:
         xq = _polyphase(xq, w.phases, zero)
     y: torch.Tensor = torch.ops.onednn.qconv2d_pointwise(
         xq, scale, zero, w.packed, w.scale, w.zeros, w.bias, w.stride, w.padding, w.dilation,
         w.groups, 1.0, 0, torch.float32, "none", [], "")
     if w.phases == 1:
-        return y.squeeze(2)
-    batch, channels, rows, phases = y.shape  # channels-last: the phases interleave back in place
-    y = y.contiguous(memory_format=torch.channels_last)
-    return y.as_strided((batch, channels, rows * phases),
-                        (rows * phases * channels, 1, channels))[:, :, :length]
+        y = y.squeeze(2)
+    else:
+        batch, channels, rows, phases = y.shape  # channels-last: phases interleave back in place
+        y = y.contiguous(memory_format=torch.channels_last)
+        y = y.as_strided((batch, channels, rows * phases),
+                         (rows * phases * channels, 1, channels))[:, :, :length]
+    if w.centred is not None and w.centre is not None:
+        _add_centre(y, x_q, scale, zero, w, w.centred, w.centre)
+    return y
+
+
+def _add_centre(y: torch.Tensor, xq: torch.Tensor, scale: float, zero: int, w: Int8Conv,
+                centred: torch.Tensor, centre: torch.Tensor) -> None:
+    """Adds back to ``y`` what centring ``w``'s weights took out (``w.centred`` and
+    ``w.centre``): conv(x, shift) for a shift constant over an output channel is the shift times
+    the convolution of x summed over its channels with a kernel of ones. The channel sums are of the quantised input, so the result
+    is the integer convolution's exactly (up to float rounding). ``xq``: (batch, channels, 1,
+    time) uint8, channels-last, so each time step's channels are one contiguous run."""
+    channels = xq.shape[1]
+    sums = (xq.sum(dim=1, dtype=torch.int32) - channels * zero).float()  # (batch, 1, time)
+    dilation = w.dilation[1] if w.phases == 1 else w.phases
+    stride = w.stride[1]
+    padding = w.padding[1] if w.phases == 1 else dilation * (w.kernel - 1) // 2
+    box = F.conv1d(sums, torch.ones(1, 1, w.kernel), stride=stride, padding=padding,
+                   dilation=dilation)  # integers below 2^24: exact in float32
+    y.index_add_(1, centred, centre * box, alpha=scale)
 
 
 def on_grid(channels: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -167,24 +223,67 @@ def on_grid(channels: int, length: int, seed: int = 0) -> torch.Tensor:
     return (steps.float() / 51).reshape(1, channels, length)
 
 
+def _weight_range(bits: int) -> tuple[int, int]:
+    """The int8 weights a convolution may hold when ``bits`` of them are summed exactly: all of
+    int8 for 8; for 7, magnitudes up to 64, whose uint8 x int8 pairs (2 x 255 x 64 = 32,640)
+    still fit the 16-bit sums of CPUs without VNNI."""
+    return (-128, 127) if bits == 8 else (-64, 64)
+
+
+def _exact(packed: Int8Conv | None, weight: torch.Tensor, x: torch.Tensor,
+           a: Mapping[str, Any]) -> bool:
+    """Whether ``qconv`` with ``weight`` as ``packed`` gives the float convolution of ``x`` (on
+    its own quantisation grid) rescaled as ``a`` says, stride 1."""
+    dilation = a.get("dilations", [1])[0]
+    want = (F.conv1d(x, weight, padding=a["pads"][0], dilation=dilation)
+            * a["scale"].reshape(1, -1, 1) + a["bias"].reshape(1, -1, 1))
+    return packed is not None and torch.allclose(qconv(x, packed), want, rtol=1e-4, atol=1e-4)
+
+
+@functools.cache
+def int8_weight_bits() -> int:
+    """How many bits of int8 weight oneDNN's int8 convolution sums exactly on this CPU: 8 where
+    it has VNNI or AMX (products added straight into 32-bit sums), 7 where it has not (plain AVX2
+    or AVX-512 add pairs of uint8 x int8 products into 16 bits with ``vpmaddubsw``, which
+    saturates: on an AVX2 EPYC, weights of 100 and inputs near 255 came out 35 % wrong). Found
+    by running the worst case, not from the CPU's flags; 7 if the run fails."""
+    channels = 16
+    a = {"pads": [1, 1], "scale": torch.ones(2), "bias": torch.zeros(2)}
+    weight = torch.full((2, channels, 3), 127.0)
+    weight[1] = -128.0
+    x = torch.full((1, channels, 8), 1.0)  # the largest value: all of it quantises to 255
+    x[0, 0, 0] = 0.0
+    try:
+        return 8 if _exact(_pack(weight, a), weight, x, a) else 7
+    except (RuntimeError, AttributeError, TypeError):
+        return 7
+
+
 @functools.cache
 def int8_convolutions() -> bool:
     """Whether this PyTorch runs oneDNN's quantised convolution (``TorchGraph`` with
-    ``torch.int8``) and it gives what a float convolution of the same integers gives, for a
-    plain convolution and for a dilated one (run on its polyphase view). The input lies on its
+    ``torch.int8``) and it gives what a float convolution of the same integers gives: for a
+    plain convolution, a dilated one (run on its polyphase view) and the largest weights
+    ``pack_int8`` lets through on this CPU against the largest inputs. The inputs lie on their
     own quantisation grid (``on_grid``), so the two agree exactly."""
     weight = torch.arange(-12.0, 12.0).reshape(2, 3, 4)
     scale, bias = torch.tensor([0.5, 0.25]), torch.tensor([1.0, -1.0])
-    x = on_grid(3, 10)
+    bits = int8_weight_bits()
+    low, high = _weight_range(bits)
+    extreme = torch.full((2, 16, 3), float(high))
+    extreme[:, 1::2] = float(low)
+    largest = torch.ones(1, 16, 8)
+    largest[0, 0, 0] = 0.0
+    cases = [(weight, on_grid(3, 10), {"pads": [1, 1]}),
+             (weight[:, :, :3], on_grid(3, 10), {"pads": [3, 3], "dilations": [3]}),
+             (extreme, largest, {"pads": [1, 1]})]
+    if bits == 7:  # weights off centre, as an unsigned 7-bit weight minus its zero point lies
+        cases += [(extreme - 22.0, largest, {"pads": [1, 1]}),
+                  (extreme[:, :, :3] + 9.0, on_grid(16, 10), {"pads": [3, 3], "dilations": [3]})]
     try:
-        for shape, kernel in (({"pads": [1, 1]}, weight),
-                              ({"pads": [3, 3], "dilations": [3]}, weight[:, :, :3])):
-            a: dict[str, Any] = {**shape, "scale": scale, "bias": bias}
-            want = (F.conv1d(x, kernel, padding=a["pads"][0], dilation=a.get("dilations", [1])[0])
-                    * scale.reshape(1, -1, 1) + bias.reshape(1, -1, 1))
-            packed = pack_int8(kernel, a)
-            got = None if packed is None else qconv(x, packed)
-            if got is None or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+        for kernel, x, shape in cases:
+            a = {**shape, "scale": scale, "bias": bias}
+            if not _exact(pack_int8(kernel, a), kernel, x, a):
                 return False
     except (RuntimeError, AttributeError, TypeError):
         return False

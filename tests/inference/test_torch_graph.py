@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from inference.cpu_kernels import int8_convolutions, on_grid, pack_int8, qconv
+from inference.cpu_kernels import int8_convolutions, int8_weight_bits, on_grid, pack_int8, qconv
 from inference.graph_rewrites import affine_norm
 from inference.torch_graph import TorchGraph
 
@@ -193,10 +193,11 @@ def test_index_operators_match_onnx_runtime() -> None:
         np.testing.assert_array_equal(have, want)
 
 
-def _conv_model(tmp_path: Path, weight_type: QuantType) -> tuple[onnx.ModelProto,
-                                                                    onnx.ModelProto]:
+def _conv_model(tmp_path: Path, weight_type: QuantType,
+                reduce_range: bool = False) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """Two convolutions around a LeakyRelu, as a float model and as quantised by ONNX Runtime's
-    own ``quantize_dynamic`` with ``weight_type`` weights (the pattern Kokoro's export uses)."""
+    own ``quantize_dynamic`` with ``weight_type`` weights, in 7 bits with ``reduce_range`` (the
+    pattern Kokoro's export uses: unsigned 7-bit weights)."""
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[2, 2], kernel_shape=[5]),
              helper.make_node("LeakyRelu", ["h"], ["a"], alpha=0.1),
              helper.make_node("Conv", ["a", "w2", "b2"], ["y"], pads=[1, 1], kernel_shape=[3])]
@@ -206,7 +207,8 @@ def _conv_model(tmp_path: Path, weight_type: QuantType) -> tuple[onnx.ModelProto
         "w2": RNG.normal(scale=0.2, size=(8, 32, 3)).astype(np.float32),
         "b2": RNG.normal(size=8).astype(np.float32)})
     onnx.save(float_model, tmp_path / "float.onnx")
-    quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx", weight_type=weight_type)
+    quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx", weight_type=weight_type,
+                     reduce_range=reduce_range)
     return float_model, onnx.load(str(tmp_path / "int8.onnx"))
 
 
@@ -239,14 +241,25 @@ def test_dynamically_quantised_convolutions_run_as_float(tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(not int8_convolutions(), reason="this PyTorch has no oneDNN int8 convolution")
-@pytest.mark.parametrize("weight_type", [QuantType.QInt8, QuantType.QUInt8])
-def test_dynamically_quantised_convolutions_run_in_int8(tmp_path: Path,
-                                                        weight_type: QuantType) -> None:
+@pytest.mark.parametrize("weight_type, reduce_range, bits", [
+    (QuantType.QInt8, False, 8), (QuantType.QUInt8, False, 8), (QuantType.QInt8, True, 7),
+    (QuantType.QUInt8, True, 7), (QuantType.QInt8, False, None), (QuantType.QUInt8, True, None)])
+def test_dynamically_quantised_convolutions_run_in_int8(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weight_type: QuantType,
+        reduce_range: bool, bits: int | None) -> None:
     """``torch.int8`` runs the integer convolutions as the graph means them, activations rounded
     to 8 bits per tensor: its output is ONNX Runtime's integer run to within a rounding step,
-    far nearer it than the float run is. Unsigned weights whose zero point puts them outside
-    int8 fall back to float32 convolutions, with the same result as ``torch.float32``."""
-    _, quantised = _conv_model(tmp_path, weight_type)
+    far nearer it than the float run is. Weights that do not fit what the CPU sums exactly
+    fall back to float32 convolutions, with the same result as ``torch.float32``: unsigned
+    8-bit weights minus their zero point, and any 8-bit weights where only 7 bits are summed
+    exactly (``int8_weight_bits``; None: this CPU's own). Unsigned 7-bit weights minus their
+    zero point (Kokoro's) run in int8 either way, centred where needed."""
+    if bits is not None and bits > int8_weight_bits():
+        pytest.skip("this CPU's int8 convolution saturates 8-bit weights")
+    if bits is not None:
+        monkeypatch.setattr("inference.cpu_kernels.int8_weight_bits", lambda: bits)
+    bits = int8_weight_bits()
+    _, quantised = _conv_model(tmp_path, weight_type, reduce_range)
     feeds = {"x": RNG.normal(size=(1, 16, 64)).astype(np.float32)}
     integer = ort.InferenceSession(quantised.SerializeToString(),
                                    providers=["CPUExecutionProvider"]).run(None, feeds)[0]
@@ -257,12 +270,14 @@ def test_dynamically_quantised_convolutions_run_in_int8(tmp_path: Path,
     graph = TorchGraph(quantised, torch.int8)
     ours, in_float = graph.run(feeds)[0], TorchGraph(quantised).run(feeds)[0]
     print(f"{weight_type}: int8 {error(ours):.5f}, float {error(in_float):.5f} from ONNX Runtime's")
-    if weight_type == QuantType.QInt8:
+    if reduce_range or (weight_type == QuantType.QInt8 and bits == 8):
         assert len(graph._packed) == 2
         assert error(ours) < 0.002 and error(ours) < error(in_float) / 5
     else:
-        assert len(graph._packed) < 2  # a zero point put some weights outside int8
+        assert len(graph._packed) < 2  # some weights outside what the CPU sums exactly
         assert error(ours) <= error(in_float) + 1e-6
+    if weight_type == QuantType.QUInt8 and reduce_range and bits == 7:
+        assert any(p.centred is not None for p in graph._packed.values())
     with pytest.raises(ValueError, match="need optimise=True"):
         TorchGraph(quantised, torch.int8, optimise=False)
 
@@ -363,19 +378,31 @@ def test_unsupported_graphs_are_refused_at_load_time() -> None:
 @pytest.mark.parametrize("kernel, dilation, stride, length, phases", [
     (3, 3, 1, 64, 3), (3, 3, 1, 65, 3), (7, 5, 1, 67, 5), (11, 3, 1, 97, 3), (5, 2, 1, 40, 2),
     (3, 1, 1, 64, 1), (4, 3, 1, 64, 1), (3, 3, 2, 64, 1)])
-def test_int8_convolutions_match_float_ones_dilated_or_not(kernel: int, dilation: int, stride: int,
-                                                          length: int, phases: int) -> None:
+@pytest.mark.parametrize("bits", [None, 7])
+def test_int8_convolutions_match_float_ones_dilated_or_not(
+        monkeypatch: pytest.MonkeyPatch, kernel: int, dilation: int, stride: int, length: int,
+        phases: int, bits: int | None) -> None:
     """An int8 convolution of an input on its own quantisation grid equals the float
     convolution of it, dilated or not. A dilated one of stride 1 that keeps its length (odd
     kernel) runs on the input's polyphase view, a time not a multiple of the dilation padded;
-    any other runs as it is."""
+    any other runs as it is. The weights span 128 values off centre, as unsigned 7-bit weights
+    minus their zero point do: where only 7 bits are summed exactly (``bits``; None: this
+    CPU's own) the channels outside [-64, 64] are centred and what that took out is added back."""
+    if bits is not None:
+        monkeypatch.setattr("inference.cpu_kernels.int8_weight_bits", lambda: bits)
     pad = dilation * (kernel - 1) // 2
-    weight = torch.randint(-100, 101, (6, 4, kernel), generator=torch.Generator().manual_seed(1))
+    weight = torch.randint(-80, 48, (6, 4, kernel), generator=torch.Generator().manual_seed(1))
+    weight[0] = weight[0].clamp(-64, 47)  # a channel that fits 7 bits as it is
     a = {"pads": [pad, pad], "dilations": [dilation], "strides": [stride],
          "scale": torch.linspace(0.01, 0.02, 6), "bias": torch.linspace(-1.0, 1.0, 6)}
     packed = pack_int8(weight.float(), a)
     assert packed is not None and packed.phases == phases
+    if int8_weight_bits() == 7:
+        assert packed.centred is not None and 0 not in packed.centred.tolist()
+    else:
+        assert packed.centred is None
     x = on_grid(4, length, seed=length)
+    x[0, :, length // 2] = 3.0  # inputs that quantise to 255 beside each other
     want = (F.conv1d(x, weight.float(), stride=stride, padding=pad, dilation=dilation)
             * a["scale"].reshape(1, -1, 1) + a["bias"].reshape(1, -1, 1))
     got = qconv(x, packed)
