@@ -6,9 +6,9 @@ fused integer convolutions with when ``conv_dtype`` is ``torch.int8``.
 with the int8 weights ``pack_int8`` packed once, to oneDNN's quantised convolution; on a graph
 quantised by ONNX Runtime that reproduces its integer run. A dilated convolution runs on its
 input's polyphase view with the kernel undilated, which oneDNN's int8 kernel runs 1.4-2x faster
-(docs/benchmarks.md, "Faster int8 windows"). A CPU without VNNI sums 8-bit products in 16 bits
-and saturates beyond 7-bit weights (``int8_weight_bits``); there the few output channels whose
-weights lie outside [-64, 64] are centred, and what that took out is added back exactly.
+(docs/benchmarks.md, "Faster int8 windows"). A CPU without VNNI adds pairs of 8-bit products
+in 16 bits, which large weights can overflow (``int8_weight_bits``); there weights that would
+are centred per output channel, and what that took out is added back exactly.
 """
 
 from __future__ import annotations
@@ -82,9 +82,10 @@ class Int8Conv(NamedTuple):
 
 def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
     """A fused convolution's integer weights minus their zero point, packed for oneDNN once;
-    None if they do not fit the bits this CPU sums exactly (``int8_weight_bits``: 8 with VNNI
-    or AMX, 7 without; Kokoro's export keeps them in 7 bits, so all of its fit either way), and
-    that convolution runs in float32.
+    None if this CPU cannot sum them exactly (``int8_weight_bits``: 8 bits with VNNI or AMX; 7
+    without, where weights beyond [-64, 64] that overflow a 16-bit sum of two products are
+    centred first (``_saturates``); Kokoro's unsigned 7-bit weights minus their zero point all
+    run, uncentred), and that convolution runs in float32.
 
     A 1-d convolution runs as a 2-d one of height 1, except a dilated one of stride 1 padded to
     keep its length (odd kernel, padding dilation x (kernel - 1) / 2). Such a convolution with
@@ -98,9 +99,13 @@ def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
         return _pack(weight, a)
     if bits == 8 or a.get("group", 1) != 1:
         return None
-    # 7 bits: the output channels with weights outside are centred on 0. An unsigned 7-bit
-    # weight minus its zero point (Kokoro's export) spans at most 128 values, so centred it
-    # fits. In Kokoro 82 of 23,490 channels need it.
+    # 7 bits: pairs of products are added in 16 bits, which only a pair of large weights of one
+    # sign overflows. Weights that fit int8 are tried as packed on the input that makes every
+    # pair largest (all of Kokoro's pass); otherwise the output channels with weights outside
+    # [-64, 64] are centred on 0. An unsigned 7-bit weight minus its zero point spans at most
+    # 128 values, so centred it fits.
+    if -128 <= weight.min() and weight.max() <= 127 and not _saturates(weight, a):
+        return _pack(weight, a)
     lowest, highest = weight.amin(dim=(1, 2)), weight.amax(dim=(1, 2))
     outside = ((lowest < low) | (highest > high)).nonzero().reshape(-1)
     shift = torch.zeros(weight.shape[0])
@@ -109,6 +114,21 @@ def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
     if centred.min() < low or centred.max() > high:
         return None
     return _pack(centred, a, outside, shift[outside])
+
+
+def _saturates(weight: torch.Tensor, a: Mapping[str, Any]) -> bool:
+    """Whether oneDNN's 16-bit sums of pairs of products overflow anywhere on ``weight``,
+    packed as ``pack_int8`` packs it (the pairs are fixed by the packed layout). Every input at
+    the largest uint8 (255) makes each pair as large as it gets, whichever products the kernel
+    pairs; a pair that overflows loses at least 128 (255 x 129 - 32,767) of the integer sum."""
+    channels_in, kernel = weight.shape[1], weight.shape[2]
+    step, pad = a.get("strides", [1])[0], a.get("pads", [0, 0])[0]
+    dilation = a.get("dilations", [1])[0]
+    unit = {**a, "scale": torch.ones(1), "bias": torch.zeros(1)}
+    x = torch.ones(1, channels_in, 2 * (dilation * (kernel - 1) + pad + step))  # all quantise to 255
+    want = F.conv1d(x.double(), weight.double(), stride=step, padding=pad, dilation=dilation)
+    got = qconv(x, _pack(weight, unit)).double()  # the integer sums x 255 / 255
+    return bool((got - want).abs().max() > 0.25)
 
 
 def _pack(weight: torch.Tensor, a: Mapping[str, Any], centred: torch.Tensor | None = None,
@@ -277,9 +297,11 @@ def int8_convolutions() -> bool:
     cases = [(weight, on_grid(3, 10), {"pads": [1, 1]}),
              (weight[:, :, :3], on_grid(3, 10), {"pads": [3, 3], "dilations": [3]}),
              (extreme, largest, {"pads": [1, 1]})]
-    if bits == 7:  # weights off centre, as an unsigned 7-bit weight minus its zero point lies
-        cases += [(extreme - 22.0, largest, {"pads": [1, 1]}),
-                  (extreme[:, :, :3] + 9.0, on_grid(16, 10), {"pads": [3, 3], "dilations": [3]})]
+    if bits == 7:  # off centre, as unsigned 7-bit weights minus their zero point lie, and
+        offset = extreme - 22.0  # with pairs that overflow 16 bits whichever products pair up
+        offset[0] = -86.0
+        cases += [(offset, largest, {"pads": [1, 1]}),
+                  (offset[:, :, :3] + 44.0, on_grid(16, 10), {"pads": [3, 3], "dilations": [3]})]
     try:
         for kernel, x, shape in cases:
             a = {**shape, "scale": scale, "bias": bias}

@@ -251,9 +251,9 @@ def test_dynamically_quantised_convolutions_run_in_int8(
     to 8 bits per tensor: its output is ONNX Runtime's integer run to within a rounding step,
     far nearer it than the float run is. Weights that do not fit what the CPU sums exactly
     fall back to float32 convolutions, with the same result as ``torch.float32``: unsigned
-    8-bit weights minus their zero point, and any 8-bit weights where only 7 bits are summed
-    exactly (``int8_weight_bits``; None: this CPU's own). Unsigned 7-bit weights minus their
-    zero point (Kokoro's) run in int8 either way, centred where needed."""
+    8-bit weights minus their zero point, and 8-bit weights whose products overflow where only
+    7 bits are summed exactly (``int8_weight_bits``; None: this CPU's own). Unsigned 7-bit weights minus their
+    zero point (Kokoro's) run in int8 either way."""
     if bits is not None and bits > int8_weight_bits():
         pytest.skip("this CPU's int8 convolution saturates 8-bit weights")
     if bits is not None:
@@ -276,10 +276,25 @@ def test_dynamically_quantised_convolutions_run_in_int8(
     else:
         assert len(graph._packed) < 2  # some weights outside what the CPU sums exactly
         assert error(ours) <= error(in_float) + 1e-6
-    if weight_type == QuantType.QUInt8 and reduce_range and bits == 7:
-        assert any(p.centred is not None for p in graph._packed.values())
     with pytest.raises(ValueError, match="need optimise=True"):
         TorchGraph(quantised, torch.int8, optimise=False)
+
+
+@pytest.mark.skipif(not int8_convolutions(), reason="this PyTorch has no oneDNN int8 convolution")
+def test_int8_weights_beyond_7_bits_run_as_they_are_where_no_pair_overflows() -> None:
+    """A lone large weight among small ones (Kokoro's: 82 of its 23,490 output channels have a
+    weight beyond [-64, 64]) never overflows a 16-bit sum of two products, whichever two are
+    paired (255 x (120 + 7) < 32,768): it runs uncentred on any CPU, exactly."""
+    weight = torch.randint(-7, 8, (4, 8, 3), generator=torch.Generator().manual_seed(2)).float()
+    weight[0, 5, 1] = 100.0
+    weight[2, 3, 0] = -120.0
+    a = {"pads": [1, 1], "scale": torch.full((4,), 0.01), "bias": torch.zeros(4)}
+    packed = pack_int8(weight, a)
+    assert packed is not None and packed.centred is None
+    x = on_grid(8, 32)
+    x[0, :, 10:14] = 3.0
+    want = F.conv1d(x, weight, padding=1) * 0.01
+    torch.testing.assert_close(qconv(x, packed), want, rtol=1e-5, atol=1e-4)
 
 
 def _snake_and_norm(extra_outputs: list[str]) -> onnx.ModelProto:
@@ -378,27 +393,31 @@ def test_unsupported_graphs_are_refused_at_load_time() -> None:
 @pytest.mark.parametrize("kernel, dilation, stride, length, phases", [
     (3, 3, 1, 64, 3), (3, 3, 1, 65, 3), (7, 5, 1, 67, 5), (11, 3, 1, 97, 3), (5, 2, 1, 40, 2),
     (3, 1, 1, 64, 1), (4, 3, 1, 64, 1), (3, 3, 2, 64, 1)])
-@pytest.mark.parametrize("bits", [None, 7])
+@pytest.mark.parametrize("centre", [False, True])
 def test_int8_convolutions_match_float_ones_dilated_or_not(
         monkeypatch: pytest.MonkeyPatch, kernel: int, dilation: int, stride: int, length: int,
-        phases: int, bits: int | None) -> None:
+        phases: int, centre: bool) -> None:
     """An int8 convolution of an input on its own quantisation grid equals the float
     convolution of it, dilated or not. A dilated one of stride 1 that keeps its length (odd
     kernel) runs on the input's polyphase view, a time not a multiple of the dilation padded;
     any other runs as it is. The weights span 128 values off centre, as unsigned 7-bit weights
-    minus their zero point do: where only 7 bits are summed exactly (``bits``; None: this
-    CPU's own) the channels outside [-64, 64] are centred and what that took out is added back."""
-    if bits is not None:
-        monkeypatch.setattr("inference.cpu_kernels.int8_weight_bits", lambda: bits)
+    minus their zero point do, and one channel's pairs of products overflow 16 bits: where
+    only 7 bits are summed exactly the channels outside [-64, 64] are centred and what that
+    took out is added back (``centre``: as if on such a CPU, whatever this one has)."""
+    if centre:
+        monkeypatch.setattr("inference.cpu_kernels.int8_weight_bits", lambda: 7)
+        monkeypatch.setattr("inference.cpu_kernels._saturates", lambda weight, a: True)
     pad = dilation * (kernel - 1) // 2
     weight = torch.randint(-80, 48, (6, 4, kernel), generator=torch.Generator().manual_seed(1))
     weight[0] = weight[0].clamp(-64, 47)  # a channel that fits 7 bits as it is
+    weight[1] = -80  # 255 x 160 overflows 16 bits whichever two products are paired
     a = {"pads": [pad, pad], "dilations": [dilation], "strides": [stride],
          "scale": torch.linspace(0.01, 0.02, 6), "bias": torch.linspace(-1.0, 1.0, 6)}
     packed = pack_int8(weight.float(), a)
     assert packed is not None and packed.phases == phases
-    if int8_weight_bits() == 7:
-        assert packed.centred is not None and 0 not in packed.centred.tolist()
+    if centre or int8_weight_bits() == 7:
+        assert packed.centred is not None
+        assert 1 in packed.centred.tolist() and 0 not in packed.centred.tolist()
     else:
         assert packed.centred is None
     x = on_grid(4, length, seed=length)
