@@ -31,6 +31,7 @@ from realtime.appkeys import (
     CONFIG,
     DEMO_KEY,
     ENGINE_ERRORS,
+    ENGINES_LOADING,
     LIMITER,
     LIVE,
     METRICS,
@@ -115,9 +116,12 @@ async def readyz(request: web.Request) -> web.Response:
     failed = {s.engine.name: repr(s.failed) for s in schedulers if s.failed is not None}
     load_errors: dict[str, str] = request.app[ENGINE_ERRORS]
     failed.update(load_errors)
-    ready = bool(schedulers) and not failed and all(s.ready.is_set() for s in schedulers)
-    body: dict[str, object] = {
-        "ready": ready, "engines": {s.engine.name: s.ready.is_set() for s in schedulers}}
+    loading: set[str] = request.app[ENGINES_LOADING]
+    ready = (bool(schedulers) and not failed and not loading
+             and all(s.ready.is_set() for s in schedulers))
+    engines = {name: False for name in sorted(loading)}
+    engines.update({s.engine.name: s.ready.is_set() for s in schedulers})
+    body: dict[str, object] = {"ready": ready, "engines": engines}
     if failed:
         body["failed"] = failed
     return web.json_response(body, status=200 if ready else 503)
@@ -205,24 +209,28 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
             log.exception("engine %s failed to load", name)
             app[ENGINE_ERRORS][name] = f"{type(exc).__name__}: {exc}"
             return
+        finally:
+            app[ENGINES_LOADING].discard(name)
         scheduler = Scheduler(engine, scheduler_config, StepObserver(metrics))
         schedulers.append(scheduler)
         catalog.add_engine(scheduler)
         scheduler.start()
 
+    tasks: list[asyncio.Task[None]] = []
+
+    def launch(name: str, build: Callable[[], Engine], scheduler_config: SchedulerConfig) -> None:
+        app[ENGINES_LOADING].add(name)  # /readyz says not ready until it is built and warm
+        tasks.append(asyncio.create_task(start(name, build, scheduler_config)))
+
     cache_dir = config.server.data_dir / "cache" / "piper"
-    tasks = [asyncio.create_task(start(
-        "piper", functools.partial(PiperEngine, config.piper, cache_dir=cache_dir),
-        config.scheduler))]
+    launch("piper", functools.partial(PiperEngine, config.piper, cache_dir=cache_dir),
+           config.scheduler)
     if config.kokoro.enabled and kokoro_installed():
-        tasks.append(asyncio.create_task(start(
-            "kokoro", functools.partial(KokoroEngine, config.kokoro,
-                                        voice_source=app[VOICE_REGISTRY]),
-            config.scheduler)))
+        launch("kokoro", functools.partial(KokoroEngine, config.kokoro,
+                                           voice_source=app[VOICE_REGISTRY]), config.scheduler)
     if config.xtts.enabled:
-        tasks.append(asyncio.create_task(start(
-            "xtts", functools.partial(_build_xtts, config.xtts, app[VOICE_REGISTRY]),
-            xtts_scheduler_config(config))))
+        launch("xtts", functools.partial(_build_xtts, config.xtts, app[VOICE_REGISTRY]),
+               xtts_scheduler_config(config))
     metrics.on_collect(lambda: _refresh_gauges(metrics, catalog))
     yield
     for task in tasks:
@@ -289,6 +297,7 @@ def create_app(config: AppConfig) -> web.Application:
     app[LIVE] = LiveVoices()
     app[VOICE_REGISTRY] = VoiceRegistry()
     app[ENGINE_ERRORS] = {}
+    app[ENGINES_LOADING] = set()
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tenancy_ctx)
     app.cleanup_ctx.append(_engines_ctx)
@@ -320,7 +329,8 @@ async def wait_ready(app: web.Application, timeout_s: float = 120.0) -> None:
     deadline = loop.time() + timeout_s
     while loop.time() < deadline:
         schedulers = app[CATALOG].schedulers()
-        if schedulers and all(s.ready.is_set() for s in schedulers):
+        if (schedulers and not app[ENGINES_LOADING]
+                and all(s.ready.is_set() for s in schedulers)):
             return
         failed = [s for s in schedulers if s.failed is not None]
         if failed:
