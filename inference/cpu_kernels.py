@@ -125,7 +125,7 @@ def _saturates(weight: torch.Tensor, a: Mapping[str, Any]) -> bool:
     step, pad = a.get("strides", [1])[0], a.get("pads", [0, 0])[0]
     dilation = a.get("dilations", [1])[0]
     unit = {**a, "scale": torch.ones(1), "bias": torch.zeros(1)}
-    x = torch.ones(1, channels_in, 2 * (dilation * (kernel - 1) + pad + step))  # all quantise to 255
+    x = torch.ones(1, channels_in, 2 * (dilation * (kernel - 1) + pad + step))  # all to 255
     want = F.conv1d(x.double(), weight.double(), stride=step, padding=pad, dilation=dilation)
     got = qconv(x, _pack(weight, unit)).double()  # the integer sums x 255 / 255
     return bool((got - want).abs().max() > 0.25)
@@ -198,11 +198,9 @@ def qconv(x: torch.Tensor, w: Int8Conv) -> torch.Tensor:
     zero = min(255, max(0, round(-lo_f / scale)))
     xq = _uint8_alias(torch.quantize_per_tensor(x4, scale, zero, torch.quint8))  # one pass
     length = xq.shape[3]
-    x_q = xq
-    if w.phases > 1:
-        xq = _polyphase(xq, w.phases, zero)
+    source = _polyphase(xq, w.phases, zero) if w.phases > 1 else xq
     y: torch.Tensor = torch.ops.onednn.qconv2d_pointwise(
-        xq, scale, zero, w.packed, w.scale, w.zeros, w.bias, w.stride, w.padding, w.dilation,
+        source, scale, zero, w.packed, w.scale, w.zeros, w.bias, w.stride, w.padding, w.dilation,
         w.groups, 1.0, 0, torch.float32, "none", [], "")
     if w.phases == 1:
         y = y.squeeze(2)
@@ -212,17 +210,17 @@ def qconv(x: torch.Tensor, w: Int8Conv) -> torch.Tensor:
         y = y.as_strided((batch, channels, rows * phases),
                          (rows * phases * channels, 1, channels))[:, :, :length]
     if w.centred is not None and w.centre is not None:
-        _add_centre(y, x_q, scale, zero, w, w.centred, w.centre)
+        _add_centre(y, xq, scale, zero, w, w.centred, w.centre)
     return y
 
 
 def _add_centre(y: torch.Tensor, xq: torch.Tensor, scale: float, zero: int, w: Int8Conv,
                 centred: torch.Tensor, centre: torch.Tensor) -> None:
     """Adds back to ``y`` what centring ``w``'s weights took out (``w.centred`` and
-    ``w.centre``): conv(x, shift) for a shift constant over an output channel is the shift times
-    the convolution of x summed over its channels with a kernel of ones. The channel sums are of the quantised input, so the result
-    is the integer convolution's exactly (up to float rounding). ``xq``: (batch, channels, 1,
-    time) uint8, channels-last, so each time step's channels are one contiguous run."""
+    ``w.centre``): conv(x, shift) for a shift constant over an output channel is the shift
+    times the convolution of x summed over its channels with a kernel of ones. The channel sums
+    are of the quantised input, so the result is the integer convolution's exactly (up to float
+    rounding). ``xq``: (batch, channels, 1, time) uint8, channels-last."""
     channels = xq.shape[1]
     sums = (xq.sum(dim=1, dtype=torch.int32) - channels * zero).float()  # (batch, 1, time)
     dilation = w.dilation[1] if w.phases == 1 else w.phases

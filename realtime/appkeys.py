@@ -41,9 +41,9 @@ STAMPER = web.AppKey("stamper", Stamper)
 """Watermarks every stream and records its provenance (session/watermark)."""
 DEMO_KEY = web.AppKey("demo_key", str)
 ENGINE_ERRORS = web.AppKey("engine_errors", dict[str, str])
+"""Engines that failed to load, by name (reported by /readyz)."""
 ENGINES_LOADING = web.AppKey("engines_loading", set[str])
 """Engines still being built: the server is not ready while any is."""
-"""Engines that failed to load, by name (reported by /readyz)."""
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 """Set by the auth middleware on every /v1/ request."""

@@ -251,9 +251,9 @@ def test_dynamically_quantised_convolutions_run_in_int8(
     to 8 bits per tensor: its output is ONNX Runtime's integer run to within a rounding step,
     far nearer it than the float run is. Weights that do not fit what the CPU sums exactly
     fall back to float32 convolutions, with the same result as ``torch.float32``: unsigned
-    8-bit weights minus their zero point, and 8-bit weights whose products overflow where only
-    7 bits are summed exactly (``int8_weight_bits``; None: this CPU's own). Unsigned 7-bit weights minus their
-    zero point (Kokoro's) run in int8 either way."""
+    8-bit weights minus their zero point, and 8-bit weights whose products overflow where
+    only 7 bits are summed exactly (``int8_weight_bits``; None: this CPU's own). Unsigned
+    7-bit weights minus their zero point (Kokoro's) run in int8 either way."""
     if bits is not None and bits > int8_weight_bits():
         pytest.skip("this CPU's int8 convolution saturates 8-bit weights")
     if bits is not None:
