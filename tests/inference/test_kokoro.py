@@ -651,12 +651,12 @@ def test_an_f0_shift_moves_the_pitch_and_keeps_the_timing_and_words(
 def test_auto_picks_the_decoder_this_cpu_runs_fastest(monkeypatch: pytest.MonkeyPatch, amx: bool,
                                                       avx512: bool, vnni: bool, int8: bool,
                                                       expected: str) -> None:
-    """AMX: bfloat16. VNNI, or AVX2 alone (whose 16-bit sums ``pack_int8`` keeps exact): int8
-    where this PyTorch's int8 convolution is exact. AVX-512 otherwise: float32. Else ONNX
-    Runtime."""
+    """AMX: bfloat16. VNNI (8-bit weights summed exactly), or AVX2 alone (whose 16-bit sums
+    ``pack_int8`` keeps exact): int8 where this PyTorch's int8 convolution is exact. AVX-512
+    otherwise: float32. Else ONNX Runtime."""
     monkeypatch.setattr("inference.kokoro.bf16_matrix_units", lambda: amx)
     monkeypatch.setattr("inference.kokoro.wide_vector_units", lambda: avx512)
-    monkeypatch.setattr("inference.kokoro.int8_dot_products", lambda: vnni)
+    monkeypatch.setattr("inference.kokoro.int8_weight_bits", lambda: 8 if vnni else 7)
     monkeypatch.setattr("inference.kokoro.int8_convolutions", lambda: int8)
     assert KokoroConfig().resolved_decoder() == expected
     assert KokoroConfig(decoder="onnx").resolved_decoder() == "onnx"

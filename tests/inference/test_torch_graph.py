@@ -417,7 +417,8 @@ def test_int8_convolutions_match_float_ones_dilated_or_not(
     assert packed is not None and packed.phases == phases
     if centre or int8_weight_bits() == 7:
         assert packed.centred is not None
-        assert 1 in packed.centred.tolist() and 0 not in packed.centred.tolist()
+        channels = packed.centred[0].tolist()
+        assert 1 in channels and 0 not in channels
     else:
         assert packed.centred is None
     x = on_grid(4, length, seed=length)
