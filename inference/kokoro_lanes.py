@@ -8,12 +8,14 @@ still decoding gets empty output, and the tick after its window finished deliver
 
 Because windows outlast ticks, a tick's decode time says little about the engine's throughput;
 ``Lanes.busy_s`` reports the seconds some lane (or the tick's prefill) was computing, overlaps
-counted once, which the scheduler learns throughput from (``EngineResult.busy_s``).
+counted once and a window alone as the share of the lanes' speed it gets, which the scheduler
+learns throughput from (``EngineResult.busy_s``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -51,6 +53,10 @@ class Lanes(Generic[R]):
         time."""
         self._reported_until = 0.0
         """``perf_counter`` time up to which ``busy_s`` has been reported."""
+        self._lock = threading.Lock()
+        self._decoding = 0
+        self._others_s = 0.0
+        self._counted_until = time.perf_counter()
 
     def run(self, items: Sequence[DecodeItem], request_for: Callable[[RequestId], R]
             ) -> tuple[tuple[RequestOutput, ...], tuple[RequestFailure, ...], list[Span]]:
@@ -95,23 +101,52 @@ class Lanes(Generic[R]):
         """Whether a window of the request is on a lane."""
         return request_id in self._running
 
-    def busy_s(self, spans: Sequence[Span], until: float) -> float:
-        """Seconds since the last call, up to ``until``, inside at least one of ``spans``."""
-        busy = covered(spans, self._reported_until, until)
+    def busy_s(self, spans: Sequence[Span], until: float, solo_share: float = 1.0) -> float:
+        """Seconds since the last call, up to ``until``, inside at least one of ``spans``. A
+        stretch with one window alone counts ``solo_share`` of its length: the share of what all
+        lanes together decode that one window alone decodes in that time. Throughput learned
+        from this is what the engine gives with every lane busy, which admission asks about,
+        though it mostly runs one stream's window alone when a second stream asks to come in."""
+        busy = covered(spans, self._reported_until, until, solo_share)
         self._reported_until = until
         return busy
 
+    def others_s(self) -> float:
+        """Seconds of windows decoding beside another, each counted once per other window,
+        since the lanes began. Read on a lane at a window's start and end, the difference over
+        the window's duration is the share of it that decoded beside another window."""
+        with self._lock:
+            return self._count(time.perf_counter())
+
+    def _count(self, now: float, change: int = 0) -> float:
+        self._others_s += (now - self._counted_until) * max(0, self._decoding - 1)
+        self._counted_until = now
+        self._decoding += change
+        return self._others_s
+
     def _timed(self, item: DecodeItem, request: R) -> tuple[RequestOutput, float]:
         """``decode`` on a lane, and when it finished."""
-        output = self._decode(item, request)
+        with self._lock:
+            self._count(time.perf_counter(), +1)
+        try:
+            output = self._decode(item, request)
+        finally:
+            with self._lock:
+                self._count(time.perf_counter(), -1)
         return output, time.perf_counter()
 
 
-def covered(spans: Sequence[Span], since: float, until: float) -> float:
-    """Seconds of [since, until] inside at least one of ``spans``."""
-    total, reach = 0.0, since
-    for lo, hi in sorted(spans):
-        lo, hi = max(lo, reach), min(hi, until)
+def covered(spans: Sequence[Span], since: float, until: float, solo_share: float = 1.0) -> float:
+    """Seconds of [since, until] inside at least one of ``spans``, a stretch inside only one of
+    them counted as ``solo_share`` of its length (``Lanes.busy_s``)."""
+    edges: list[tuple[float, int]] = []
+    for lo, hi in spans:
+        lo, hi = max(lo, since), min(hi, until)
         if hi > lo:
-            total, reach = total + hi - lo, hi
+            edges += [(lo, 1), (hi, -1)]
+    total, depth, last = 0.0, 0, since
+    for at, step in sorted(edges):
+        if depth:
+            total += (at - last) * (solo_share if depth == 1 else 1.0)
+        depth, last = depth + step, at
     return total

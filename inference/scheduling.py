@@ -13,9 +13,12 @@ played all audio sent so far. Each piece of audio of ``d`` seconds moves it to
 ``max(playout_end, now) + d`` (a client that ran dry restarts playout when audio arrives). From it:
 
 * deadline: when the client is playing (``playout_end > now``) the stream must get audio before
-  ``playout_end - safety_margin_s``; when it is silent (a new utterance, or one that ran dry waiting
-  for text) its head unit is due at once, so its deadline is the time the unit was submitted
-  (first audio of new utterances first, oldest first among them), or ``first_audio_due_s`` later;
+  ``playout_end - safety_margin_s``, and a next unit that has yet to speak is due the learned
+  lead-in (prefill to first audio, ``SchedulerState.lead_in_s``) before that, so that its first
+  audio and not just its start comes in time; when it is silent (a new utterance, or one that
+  ran dry waiting for text) its head unit is due at once, so its deadline is the time the unit
+  was submitted (first audio of new utterances first, oldest first among them), or
+  ``first_audio_due_s`` later;
 * lead: a stream already ``max_lead_s`` ahead of its playout is left alone, so spare compute goes to
   the streams that need it and output memory stays bounded.
 
@@ -155,6 +158,11 @@ class _Unit:
     submitted_at: float
     request_id: RequestId | None = None
     prefilled: bool = False
+    started_at: float | None = None
+    """When its prefill was planned; None again once its first audio came (the time between is
+    learned as ``SchedulerState.lead_in_s``)."""
+    spoke: bool = False
+    """Some of its audio has been delivered."""
 
 
 @dataclass
@@ -230,7 +238,13 @@ class SchedulerState:
     throughput: Throughput = field(default_factory=Throughput)
     lanes: int = 1
     """Decode items the engine runs at once (``inference.engine.decode_lanes``)."""
+    lead_in_s: float = 0.0
+    """Seconds from planning a unit's prefill to its first audio, a moving average (``deadline``).
+    It includes any wait for a lane: under contention a next unit needs that long too."""
     _request_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def learn_lead_in(self, seconds: float) -> None:
+        self.lead_in_s = seconds if self.lead_in_s == 0.0 else 0.7 * self.lead_in_s + 0.3 * seconds
 
     def new_request_id(self) -> RequestId:
         return RequestId(next(self._request_ids))
@@ -250,12 +264,16 @@ class SchedulerState:
 # --- the three calls of a tick ------------------------------------------------------------------
 
 
-def deadline(stream: _Stream, now: float, config: SchedulerConfig) -> float:
-    """When the stream's head unit must next make progress (see the module note)."""
+def deadline(stream: _Stream, now: float, config: SchedulerConfig,
+             lead_in_s: float = 0.0) -> float:
+    """When the stream's head unit must next make progress (see the module note). A playing
+    stream's next unit, which has yet to speak, is due ``lead_in_s`` earlier: its prefill and
+    first window must be done before the client runs dry, not just begun."""
     if stream.offline:
         return math.inf
     if stream.playout_end > now:
-        return stream.playout_end - config.safety_margin_s
+        lead_in = 0.0 if stream.units[0].spoke else lead_in_s
+        return stream.playout_end - config.safety_margin_s - lead_in
     return stream.units[0].submitted_at + config.first_audio_due_s
 
 
@@ -267,7 +285,7 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
         s for s in state.streams.values()
         if s.units and (s.offline or s.playout_end - now < config.max_lead_s)
     ]
-    runnable.sort(key=lambda s: deadline(s, now, config))
+    runnable.sort(key=lambda s: deadline(s, now, config, state.lead_in_s))
     if runnable and not runnable[0].offline:
         runnable = [s for s in runnable if not s.offline]  # offline work only fills idle ticks
     prefills: list[PrefillItem] = []
@@ -282,7 +300,8 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
         else:
             cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
         if prefills or decodes:
-            if cost and horizon is not None and deadline(stream, now, config) > horizon:
+            if cost and horizon is not None and deadline(stream, now, config,
+                                                         state.lead_in_s) > horizon:
                 break  # sorted by deadline: nothing after this is due either
             if spent_s + cost > budget_s:
                 continue
@@ -297,6 +316,7 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
             if head.request_id is None:
                 head.request_id = state.new_request_id()
                 state.by_request[head.request_id] = stream.id
+            head.started_at = now
             prefills.append(PrefillItem(head.request_id, head.unit))
     return EnginePlan(prefills=tuple(prefills), decodes=tuple(decodes))
 
@@ -349,6 +369,11 @@ def _apply_output(
     if duration_s > 0:
         stream.playout_end = max(stream.playout_end, now) + duration_s
     head = stream.units[0]
+    if duration_s > 0:
+        head.spoke = True
+        if head.started_at is not None:
+            state.learn_lead_in(now - head.started_at)
+            head.started_at = None
     if duration_s > 0 or out.words or out.finished:
         events.append((stream.sink, UnitAudio(stream.id, head.index, out.audio, out.words,
                                               out.finished)))

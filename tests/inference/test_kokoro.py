@@ -30,6 +30,7 @@ from inference.engine import (
     PrefillItem,
     RequestFailure,
     RequestId,
+    RequestOutput,
     ShiftsF0,
     SynthesisUnit,
     WordTiming,
@@ -48,7 +49,7 @@ from inference.kokoro_graph import (
     load_assets,
     source_phase,
 )
-from inference.kokoro_lanes import covered
+from inference.kokoro_lanes import Lanes, covered
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
 from inference.kokoro_windows import bucketed, common_windows, next_chunk
@@ -301,6 +302,36 @@ def test_busy_time_counts_overlapping_spans_once() -> None:
     assert covered(spans, 0.0, 10.0) == pytest.approx(4.0)
     assert covered(spans, 3.5, 6.5) == pytest.approx(1.0)  # only what lies in [since, until]
     assert covered([], 0.0, 1.0) == 0.0
+    # one window alone decodes half what two beside each other do: its stretches count half
+    assert covered(spans, 0.0, 10.0, solo_share=0.5) == pytest.approx(1.0 + 0.5 * 3.0)
+
+
+def test_lanes_tell_how_much_of_a_window_decoded_beside_another() -> None:
+    """``Lanes.others_s`` read at a window's start and end: about 0 for a window alone, about
+    1 for two windows that decode at once (what ``KokoroEngine._solo_share`` learns from)."""
+    shares: dict[RequestId, float] = {}
+
+    def decode(item: DecodeItem, seconds: float) -> RequestOutput:
+        before, began = lanes.others_s(), time.perf_counter()
+        time.sleep(seconds)
+        shares[item.request_id] = (lanes.others_s() - before) / (time.perf_counter() - began)
+        return RequestOutput(item.request_id, np.zeros(1, np.float32), finished=True)
+
+    lanes: Lanes[float] = Lanes(2, decode)
+
+    def run(*ids: int) -> None:
+        items = [DecodeItem(RequestId(i)) for i in ids]
+        done: set[RequestId] = set()
+        while len(done) < len(items):
+            outputs, failures, _ = lanes.run([i for i in items if i.request_id not in done],
+                                             lambda _: 0.3)
+            assert not failures
+            done |= {out.request_id for out in outputs if out.finished}
+
+    run(1)
+    run(2, 3)
+    assert shares[RequestId(1)] < 0.05
+    assert shares[RequestId(2)] > 0.8 and shares[RequestId(3)] > 0.8
 
 
 def test_a_lane_survives_a_release_and_a_failing_window(assets: KokoroAssets,

@@ -392,6 +392,30 @@ def test_work_that_is_not_due_does_not_delay_a_newcomer() -> None:
         assert stream_of(h, plan.prefills[0].request_id) == 2
 
 
+@pytest.mark.parametrize(("lead_in_s", "planned"), [(0.0, 1), (0.8, 2)])
+def test_a_next_unit_is_due_its_learned_lead_in_early(lead_in_s: float, planned: int) -> None:
+    """A playing stream's next unit must speak before its client runs dry, so it is due the
+    time units take from prefill to first audio (here the first unit's) before the usual
+    deadline: with 1 s buffered and a 0.8 s lead-in it is due within the horizon and joins a
+    newcomer's tick; with no lead-in it waits."""
+    h = Harness(SchedulerConfig(max_batch=8, batch_horizon_s=0.25, safety_margin_s=0.1,
+                                first_audio_due_s=0.0))
+    h.open(1)
+    h.submit(1, " ".join(["w"] * 10))
+    h.submit(1, "next unit")
+    h.tick(advance_s=lead_in_s)  # the first unit's prefill takes the lead-in
+    for _ in range(10):  # its 10 words at once: 1 s buffered, the next unit is the head
+        h.tick()
+    assert h.state.lead_in_s == pytest.approx(lead_in_s)
+    h.open(2)
+    h.submit(2, "newcomer")
+    plan = h.tick()
+    assert plan.size == planned
+    assert stream_of(h, plan.prefills[0].request_id) == 2
+    if planned == 2:
+        assert stream_of(h, plan.prefills[1].request_id) == 1
+
+
 def test_offline_streams_only_use_ticks_no_live_stream_needs() -> None:
     h = Harness(SchedulerConfig(max_batch=4, max_lead_s=0.25))
     h.open(1)
