@@ -159,8 +159,8 @@ class _Unit:
     request_id: RequestId | None = None
     prefilled: bool = False
     started_at: float | None = None
-    """When its prefill was planned; None again once its first audio came (the time between is
-    learned as ``SchedulerState.lead_in_s``)."""
+    """When its prefill was planned (live streams only); None again once its first audio came
+    (the time between is learned as ``SchedulerState.lead_in_s``)."""
     spoke: bool = False
     """Some of its audio has been delivered."""
 
@@ -316,7 +316,8 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
             if head.request_id is None:
                 head.request_id = state.new_request_id()
                 state.by_request[head.request_id] = stream.id
-            head.started_at = now
+            if not stream.offline:  # an offline unit may wait any time for idle ticks
+                head.started_at = now
             prefills.append(PrefillItem(head.request_id, head.unit))
     return EnginePlan(prefills=tuple(prefills), decodes=tuple(decodes))
 

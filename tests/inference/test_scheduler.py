@@ -431,8 +431,9 @@ def test_offline_streams_only_use_ticks_no_live_stream_needs() -> None:
         plan = h.tick()
         assert plan.prefills == () and [d.request_id for d in plan.decodes] == [live]
     for _ in range(25):  # the live stream is done: the book runs on, with no lead limit
-        h.tick()
+        h.tick(advance_s=0.5)
     assert len(h.audio_events(1)) == 20
+    assert h.state.lead_in_s == 0.0  # only live units' waits are a next unit's lead-in
 
 
 def test_decode_items_carry_what_the_client_has_buffered() -> None:
