@@ -211,10 +211,10 @@ def qconv(x: torch.Tensor, w: Int8Conv) -> torch.Tensor:
 def _add_centre(y: torch.Tensor, xq: torch.Tensor, scale: float, zero: int, w: Int8Conv,
                 centred: torch.Tensor, centre: torch.Tensor) -> None:
     """Adds back to ``y`` what centring ``w``'s weights took out (``w.centred``, here
-    ``centred`` and ``centre``): conv(x, shift) for a shift constant over an output channel is the shift
-    times the convolution of x summed over its channels with a kernel of ones. The channel sums
-    are of the quantised input, so the result is the integer convolution's exactly (up to float
-    rounding). ``xq``: (batch, channels, 1, time) uint8, channels-last."""
+    ``centred`` and ``centre``): conv(x, shift) for a shift constant over an output channel is
+    the shift times the convolution of x summed over its channels with a kernel of ones. The
+    channel sums are of the quantised input, so the result is the integer convolution's exactly
+    (up to float rounding). ``xq``: (batch, channels, 1, time) uint8, channels-last."""
     channels = xq.shape[1]
     sums = (xq.sum(dim=1, dtype=torch.int32) - channels * zero).float()  # (batch, 1, time)
     dilation = w.dilation[1] if w.phases == 1 else w.phases

@@ -560,7 +560,7 @@ class KokoroEngine:
         lanes those that decoded alone and those that decoded beside another nearly all the
         time (``_solo_share``). Races between lanes can lose an update, which costs nothing."""
         s_per_frame = seconds / frames
-        self._s_per_frame += 0.2 * (s_per_frame - self._s_per_frame)
+        self._s_per_frame = _mix(self._s_per_frame, s_per_frame)
         if self._lanes is None or seconds <= 0:
             return
         shared = (self._lanes.others_s() - shared_before) / seconds
