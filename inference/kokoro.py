@@ -4,9 +4,9 @@ Graphs and assets are in ``inference.kokoro_graph``, phonemes in ``inference.kok
 in ``inference.kokoro_voice``. A prefill runs the frontend (PL-BERT, durations, pitch, energy,
 alignment, the sine source's phase) for the whole unit: about 0.1 s for a sentence. Each decode
 step then turns frames [start, end) into audio by decoding [start - context, end + context] and
-keeping the middle, like ``inference.piper`` (the first window, with nothing before it, keeps all but
-its last ``first_context_frames``); the first chunk is small so first audio is fast, later ones
-larger so less is spent on context.
+keeping the middle, like ``inference.piper`` (the first window, with nothing before it, keeps all
+but its last ``first_context_frames``); the first chunk is small so first audio is fast, later
+ones larger so less is spent on context.
 
 Streamed vs one pass. Kokoro's decoder normalises every AdaIN block over the whole utterance
 (instance norm over time), so no window can reproduce one pass bit for bit; it reproduces it
@@ -175,12 +175,13 @@ class KokoroConfig:
     ``torch-int8`` (PyTorch, integer convolutions in 8-bit integers by oneDNN, as the graph
     means them) -- the PyTorch ones set PyTorch's process-wide intra-op threads -- or ``auto``
     (the default): ``torch-bf16`` on a CPU with AMX-BF16; on one with AVX-512 but no AMX,
-    ``torch-int8`` where it has VNNI, else ``torch-fp32``; else ``onnx``. On a 2-core CPU with
-    AMX ``torch-bf16`` decodes a window about 3.5x faster than ONNX Runtime with the same words
-    and voice (docs/benchmarks.md, "Kokoro's PyTorch decoder"); on a 2-core AVX-512 VNNI CPU
-    without AMX ``torch-int8`` decodes one window or two lanes about 2.2x faster, ``torch-fp32``
-    1.4x and 1.5x ("8-bit integer convolutions", "A CPU without AMX"). ``torch-int8`` was not
-    measured on an AMX CPU, nor were CPUs without AVX-512."""
+    ``torch-int8`` where it has VNNI, else ``torch-fp32``; on one with AVX2 only, ``torch-int8``
+    (``onnx`` where oneDNN has no int8 convolutions). On a 2-core CPU with AMX ``torch-bf16``
+    decodes a window about 3.5x faster than ONNX Runtime with the same words and voice
+    (docs/benchmarks.md, "Kokoro's PyTorch decoder"); on a 2-core AVX-512 VNNI CPU without AMX
+    ``torch-int8`` decodes one window or two lanes about 2.2x faster, ``torch-fp32`` 1.4x and 1.5x
+    ("8-bit integer convolutions", "A CPU without AMX"); on a 2-core AVX2 EPYC ``torch-int8``
+    1.3x ONNX Runtime ("An AVX2 CPU"). ``torch-int8`` was not measured on an AMX CPU."""
     lanes: int = 2
     """PyTorch decoder only: windows of different requests that decode at once, each on its own
     worker thread with all ``intra_op_threads`` threads (``inference.kokoro_lanes``). A tick

@@ -50,7 +50,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,6 +85,14 @@ class SchedulerConfig:
     as much as one item)."""
     max_lead_s: float = 8.0
     """A stream this far ahead of its client's playout gets no more compute until it plays down."""
+    yield_lead_s: float | None = 4.0
+    """On an engine with lanes (``SchedulerState.lanes`` > 1), a stream this far ahead does not
+    take a free lane while a live stream with less buffered is planned, and does not count as
+    competing with it (``DecodeItem.competing``): a new turn's early windows, which must arrive
+    before their first short chunks play out, then decode alone instead of sharing the cores
+    with a window nobody waits for. The deep stream takes lanes again once it has played down
+    to this lead, still ahead by more than its next window takes to decode on a shared lane.
+    None: every runnable stream fills a free lane and counts as competing."""
     safety_margin_s: float = 0.5
     """A playing stream is due this long before its client would run dry."""
     first_audio_due_s: float = 0.5
@@ -296,6 +304,8 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
     for stream in runnable[: config.max_batch]:
         head = stream.units[0]
         if head.prefilled and len(decodes) % state.lanes:
+            if _gives_way(stream, [*prefills, *decodes], state, now):
+                continue
             cost = 0.0  # a lane of a round already paid for: the tick takes no longer
         else:
             cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
@@ -310,7 +320,8 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
             assert head.request_id is not None
             buffered = None if stream.offline else max(0.0, stream.playout_end - now)
             competing = sum(1 for other in state.streams.values()
-                            if other is not stream and other.units and not other.offline)
+                            if other is not stream and other.units and not other.offline
+                            and not _deep(other, now, config))
             decodes.append(DecodeItem(head.request_id, buffered, competing))
         else:
             if head.request_id is None:
@@ -320,6 +331,25 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
                 head.started_at = now
             prefills.append(PrefillItem(head.request_id, head.unit))
     return EnginePlan(prefills=tuple(prefills), decodes=tuple(decodes))
+
+
+def _deep(stream: _Stream, now: float, config: SchedulerConfig) -> bool:
+    """Whether a live stream is far enough ahead to give way (``yield_lead_s``)."""
+    return (config.yield_lead_s is not None and not stream.offline
+            and stream.playout_end - now >= config.yield_lead_s)
+
+
+def _gives_way(stream: _Stream, planned: Sequence[PrefillItem | DecodeItem],
+               state: SchedulerState, now: float) -> bool:
+    """Whether a deep stream leaves a free lane alone because a live stream with less buffered
+    is planned this tick (``yield_lead_s``)."""
+    if not _deep(stream, now, state.config):
+        return False
+    for item in planned:
+        other = state.streams[state.by_request[item.request_id]]
+        if not other.offline and not _deep(other, now, state.config):
+            return True
+    return False
 
 
 def update(

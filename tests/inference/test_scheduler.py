@@ -523,6 +523,32 @@ def test_a_laned_engine_decodes_one_item_per_lane_in_a_tick() -> None:
         == {1, 2}
 
 
+@pytest.mark.parametrize("yield_lead_s", [4.0, None])
+def test_a_stream_far_ahead_leaves_a_free_lane_to_a_new_turn(yield_lead_s) -> None:
+    """A stream 6 s ahead neither takes the second lane while a new turn is planned nor counts
+    as competing with it (``yield_lead_s``); once played down below that lead, or with the
+    rule off, it fills the lane and competes."""
+    config = SchedulerConfig(max_batch=8, step_budget_ms=1000, yield_lead_s=yield_lead_s,
+                             admission_utilization=None)
+    h = Harness(config, LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2))
+    for sid in (1, 2):
+        h.open(sid)
+        h.submit(sid, " ".join(["w"] * 40))
+    h.tick()  # both prefills
+    h.state.streams[1].playout_end = h.now + 6.0
+    plan = h.tick()
+    streams = [stream_of(h, item.request_id) for item in plan.decodes]
+    competing = {stream_of(h, item.request_id): item.competing for item in plan.decodes}
+    if yield_lead_s is None:
+        assert sorted(streams) == [1, 2] and competing == {1: 1, 2: 1}
+        return
+    assert streams == [2] and competing == {2: 0}
+    h.state.streams[1].playout_end = h.now + 3.0
+    plan = h.tick()
+    assert sorted(stream_of(h, item.request_id) for item in plan.decodes) == [1, 2]
+    assert all(item.competing == 1 for item in plan.decodes)
+
+
 def test_a_laned_engine_learns_the_cost_of_a_round_and_its_full_throughput() -> None:
     h = Harness(SchedulerConfig(max_batch=8, batch_horizon_s=None, step_budget_ms=1000),
                 LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2))
