@@ -20,7 +20,8 @@ played all audio sent so far. Each piece of audio of ``d`` seconds moves it to
   was submitted (first audio of new utterances first, oldest first among them), or
   ``first_audio_due_s`` later;
 * lead: a stream already ``max_lead_s`` ahead of its playout is left alone, so spare compute goes to
-  the streams that need it and output memory stays bounded.
+  the streams that need it and output memory stays bounded; on an engine with lanes, one
+  ``yield_lead_s`` ahead leaves a free lane to a planned stream with less buffered.
 
 Each tick is three calls (see ``inference.engine``)::
 
@@ -93,7 +94,8 @@ class SchedulerConfig:
     again once it has played down to this lead, still ahead by more than its next window takes
     to decode on a shared lane. It still counts as competing (``DecodeItem.competing``): the
     new turn's first chunk stays long enough for the windows it will share once the deep
-    stream plays down. None: every runnable stream fills a free lane."""
+    stream plays down. None, or a lead above ``max_lead_s`` (which no stream reaches): every
+    runnable stream fills a free lane."""
     safety_margin_s: float = 0.5
     """A playing stream is due this long before its client would run dry."""
     first_audio_due_s: float = 0.5
