@@ -111,7 +111,9 @@ class DecodeItem:
     this step to arrive before that audio runs out (``KokoroConfig.grow_chunks``)."""
     competing: int = 0
     """Other live streams with work queued when this item was planned: each needs engine time
-    before this request's next step, which an engine sizing its steps may allow for."""
+    before this request's next step, which an engine sizing its steps may allow for. On an
+    engine with lanes, a stream far ahead of its client gives way and is not counted
+    (``SchedulerConfig.yield_lead_s``)."""
 
 
 @dataclass(frozen=True)

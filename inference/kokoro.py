@@ -101,6 +101,8 @@ MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
 _WARMUP_TEXT = "Warming up the voice."
+SPEED_PROBE_FRAMES = 96
+"""Frames of the warm window ``warmup`` times to seed the measured decoder speed."""
 _WARMUP_ID = RequestId(-1)
 
 _F32 = npt.NDArray[np.float32]
@@ -154,6 +156,15 @@ class KokoroConfig:
     128 ... frames on a fast CPU and smaller steps on a slow one, so the player does not run dry
     while a large window decodes; one that follows audio still playing starts with full chunks.
     False, or no buffer known: ``first_chunk_frames`` and then ``chunk_frames``."""
+    gaining_chunks: bool = True
+    """With ``grow_chunks``: no chunk is shorter than one whose window decodes in
+    ``GROWTH_SHARE`` of its own audio at the measured speed (a lone stream's speed when no
+    other competes), where the buffer allows one (``kokoro_windows.gaining_chunk``). Below
+    about 117 window frames a second a lone stream's 36-frame start cannot gain: its second
+    window ran dry for 0.03-0.34 s in every turn of 1-session loadtests on a 2-core AVX2 EPYC.
+    At 100 frames a second it starts with 48 frames (first audio about 0.12 s later) and
+    does not run dry; a faster CPU keeps ``first_chunk_frames`` (docs/benchmarks.md, "the lone
+    start on a slow hour")."""
     context_frames: int = 24
     """Frames decoded on each side of a chunk and thrown away. Besides covering the decoder's
     convolutions, a longer window brings its normalisation statistics closer to the whole
@@ -365,6 +376,13 @@ class KokoroEngine:
         if isinstance(self._decoder, _TorchDecoder):
             for frames in common_windows(self.config):
                 self._decoder.prime(frames)
+            # The speed the first streams' chunks are sized by (``gaining_chunks``): a warm
+            # window about as long as a growing stream's second, not the kernel builds above.
+            began = time.perf_counter()
+            self._decoder.prime(SPEED_PROBE_FRAMES)
+            self._s_per_frame = (time.perf_counter() - began) / SPEED_PROBE_FRAMES
+            if self._lanes is not None:
+                self._solo_s_per_frame = self._s_per_frame
 
     def execute(self, plan: EnginePlan) -> EngineResult:
         """Prefills (text -> frames, no audio yet), then one chunk per decode item. Raises
@@ -515,12 +533,20 @@ class KokoroEngine:
     def _window_for(self, request: _Request, item: DecodeItem) -> tuple[int, int, int, int]:
         """The request's next chunk: its length, its end, and the window ``lo:hi`` decoded."""
         cfg = self.config
-        size = next_chunk(cfg, request.next_frame, request.last_chunk, item, self._s_per_frame)
+        size = next_chunk(cfg, request.next_frame, request.last_chunk, item,
+                          self._chunk_speed(item))
         end, lo, hi = chunk_window(request.next_frame, request.frames, size, size,
                                    cfg.context_frames, cfg.first_context_frames)
         if isinstance(self._decoder, _TorchDecoder):
             lo, hi = bucketed(lo, hi, request.frames)
         return size, end, lo, hi
+
+    def _chunk_speed(self, item: DecodeItem) -> float:
+        """Seconds per window frame to size the item's chunk by: a lone window's on lanes when
+        no other stream competes and that speed is measured, else the average of all."""
+        if item.competing == 0 and self._solo_s_per_frame:
+            return self._solo_s_per_frame
+        return self._s_per_frame
 
     def _decode_one(self, item: DecodeItem) -> RequestOutput:
         return self._decode(item, self._request(item.request_id))

@@ -11,9 +11,11 @@ in; the engine owns the state.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from inference.engine import DecodeItem
+from inference.kokoro_graph import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 if TYPE_CHECKING:
     from inference.kokoro import KokoroConfig
@@ -26,6 +28,9 @@ WINDOW_BUCKET_FRAMES = 12
 SHARED_SLOWDOWN = 1.8
 """How much longer a window takes while another decodes beside it on 2 cores (one window 157-183
 frames/s, each of two 96-103: ``benchmarks/kokoro_lanes.py``)."""
+HANDOFF_S = 0.1
+"""Of a first chunk's audio, what the client plays before its second window can start: the
+tick that delivers it and the one that plans the next (``_gaining_start``)."""
 FIRST_WINDOW_HOLD_S = 1.0
 """Longest a silent stream's first window waits for a lane (``KokoroConfig.hold_first_windows``)."""
 
@@ -38,30 +43,70 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
                s_per_frame: float) -> int:
     """The next chunk's length (``KokoroConfig.grow_chunks``) for a request at ``next_frame``
     whose last chunk was ``last_chunk`` frames (0 before the first), with the decoder at
-    ``s_per_frame`` seconds per window frame. A request's first chunk is the
-    largest whose window decodes in half of ``item.buffered_s`` (the other half is for other
-    streams and for noise in the speed), within [least, chunk_frames], where ``least`` is
-    first_chunk_frames plus first_chunk_per_competitor_frames for each competing stream;
-    each later one doubles the last, up to chunk_frames, or grows only as far as a window
-    that decodes in ``GROWTH_SHARE`` of ``item.buffered_s`` where that is still longer than
-    the last. It never shrinks with the buffer: a stream that fell behind needs long,
-    efficient windows to catch up. With 24 frames of context each side, a chunk gains on the
-    playhead only when it is long enough to outweigh its context (over 29 frames at 105
-    window frames a second): on a CPU that slow the first dry spell remains, and growing by
-    the buffer avoids the later ones that doubling into windows too long to decode in time
-    caused (docs/benchmarks.md, "8-bit integer convolutions")."""
+    ``s_per_frame`` seconds per window frame.
+
+    A request's first chunk is the largest whose window decodes in half of ``item.buffered_s``
+    (the other half is for other streams and for noise in the speed), within [least,
+    chunk_frames]. ``least`` is first_chunk_frames plus first_chunk_per_competitor_frames for
+    each competing stream, or the gaining chunk (``gaining_chunk``) filled to its window's
+    bucket where that is longer: on a decoder too slow for the short start to gain, the
+    stream starts later rather than running dry at its second window.
+
+    Each later one doubles the last, up to chunk_frames, or grows only as far as a window that
+    decodes in ``GROWTH_SHARE`` of ``item.buffered_s`` where that is still longer than the
+    last. Where no growth fits, it is the longest chunk that fits if that still gains, and
+    otherwise the doubled one: a stream that fell too far behind for any gaining window needs
+    long, efficient windows to catch up. With 24 frames of context each side, a chunk gains on
+    the playhead only when it is long enough to outweigh its context (over 29 frames at 105
+    window frames a second); growing by the buffer avoids the dry spells that doubling into
+    windows too long to decode in time caused (docs/benchmarks.md, "8-bit integer
+    convolutions", "the lone start on a slow hour")."""
     if not cfg.grow_chunks or item.buffered_s is None:
         return cfg.first_chunk_frames if next_frame == 0 else cfg.chunk_frames
+    gaining = min(cfg.chunk_frames, gaining_chunk(cfg, s_per_frame))
     if last_chunk:
         grown = min(cfg.chunk_frames, 2 * last_chunk)
         frames = int(GROWTH_SHARE * item.buffered_s / s_per_frame)
         window = frames // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
         fits = window - min(next_frame, cfg.context_frames) - cfg.context_frames
-        return min(grown, fits) if fits > last_chunk else grown
+        if fits > last_chunk:
+            return min(grown, fits)
+        return fits if gaining and fits >= gaining else grown
     least = min(cfg.chunk_frames, cfg.first_chunk_frames
                 + item.competing * cfg.first_chunk_per_competitor_frames)
+    if gaining:
+        least = max(least, _gaining_start(cfg, gaining, s_per_frame))
     fits = int(0.5 * item.buffered_s / s_per_frame) - cfg.first_context_frames
     return max(least, min(cfg.chunk_frames, fits))
+
+
+def _gaining_start(cfg: KokoroConfig, gaining: int, s_per_frame: float) -> int:
+    """The shortest first chunk whose audio, less ``HANDOFF_S``, covers the window of a
+    ``gaining``-frame second chunk at ``GROWTH_SHARE``, filled to its own window's bucket (which
+    decodes no slower for it)."""
+    frame_s = SAMPLES_PER_FRAME / SAMPLE_RATE_HZ
+    second = _bucket(gaining + 2 * cfg.context_frames)
+    frames = math.ceil((second * s_per_frame / GROWTH_SHARE + HANDOFF_S) / frame_s - 1e-9)
+    return min(cfg.chunk_frames,
+               _bucket(frames + cfg.first_context_frames) - cfg.first_context_frames)
+
+
+def _bucket(frames: int) -> int:
+    return -(-frames // WINDOW_BUCKET_FRAMES) * WINDOW_BUCKET_FRAMES
+
+
+def gaining_chunk(cfg: KokoroConfig, s_per_frame: float) -> int:
+    """The shortest chunk whose window, with ``context_frames`` on both sides, decodes in
+    ``GROWTH_SHARE`` of the chunk's own audio at ``s_per_frame`` seconds per window frame: each
+    such chunk leaves the client more buffered than the one before (``KokoroConfig.
+    gaining_chunks``; 0 when that is off). On a decoder too slow for any, a number past every
+    chunk length."""
+    if not cfg.gaining_chunks:
+        return 0
+    spare = GROWTH_SHARE * SAMPLES_PER_FRAME / SAMPLE_RATE_HZ - s_per_frame
+    if spare <= 0:
+        return 1 << 30
+    return math.ceil(2 * cfg.context_frames * s_per_frame / spare - 1e-9)
 
 
 def runs_dry_if_shared(window: Window, now: float, s_per_frame: float) -> bool:

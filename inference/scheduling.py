@@ -88,14 +88,13 @@ class SchedulerConfig:
     """A stream this far ahead of its client's playout gets no more compute until it plays down."""
     yield_lead_s: float | None = 4.0
     """On an engine with lanes (``SchedulerState.lanes`` > 1), a stream this far ahead does not
-    take a free lane while a live stream with less buffered is planned: a new turn's early
-    windows, which must arrive before their first short chunks play out, then decode alone
-    instead of sharing the cores with a window nobody waits for. The deep stream takes lanes
-    again once it has played down to this lead, still ahead by more than its next window takes
-    to decode on a shared lane. It still counts as competing (``DecodeItem.competing``): the
-    new turn's first chunk stays long enough for the windows it will share once the deep
-    stream plays down. None, or a lead above ``max_lead_s`` (which no stream reaches): every
-    runnable stream fills a free lane."""
+    take a free lane while a live stream with less buffered is planned, and does not count as
+    competing with it (``DecodeItem.competing``): a new turn's early windows, which must arrive
+    before their first short chunks play out, then decode alone instead of sharing the cores
+    with a window nobody waits for, and its first chunk is a lone stream's. The deep stream
+    takes lanes again once it has played down to this lead, still ahead by more than its next
+    window takes to decode on a shared lane. None, or a lead above ``max_lead_s`` (which no
+    stream reaches): every runnable stream fills a free lane and counts as competing."""
     safety_margin_s: float = 0.5
     """A playing stream is due this long before its client would run dry."""
     first_audio_due_s: float = 0.5
@@ -323,7 +322,8 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
             assert head.request_id is not None
             buffered = None if stream.offline else max(0.0, stream.playout_end - now)
             competing = sum(1 for other in state.streams.values()
-                            if other is not stream and other.units and not other.offline)
+                            if other is not stream and other.units and not other.offline
+                            and not _deep(other, now, config))
             decodes.append(DecodeItem(head.request_id, buffered, competing))
         else:
             if head.request_id is None:

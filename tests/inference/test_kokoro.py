@@ -52,7 +52,7 @@ from inference.kokoro_graph import (
 from inference.kokoro_lanes import Lanes, covered
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
-from inference.kokoro_windows import bucketed, common_windows, next_chunk
+from inference.kokoro_windows import bucketed, common_windows, gaining_chunk, next_chunk
 from inference.onnx_graphs import cpu_session
 from inference.speaker import SpeakerEncoder, cosine
 from inference.torch_graph import TorchGraph
@@ -445,7 +445,9 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
     frames (each window decodes while the audio before it plays), or 72, 128 ... beside another
     stream with work, and one that starts behind seconds of buffered audio gets full chunks at
     once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
-    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder()), assets=assets)
+    # the lengths the decoder's speed adds (gaining_chunks) are test_a_slow_decoder_...
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), gaining_chunks=False),
+                          assets=assets)
     cfg = engine.config
     text = " ".join([SENTENCE] * 3)
 
@@ -496,6 +498,35 @@ def test_chunks_grow_only_as_far_as_the_buffer_covers(engine: KokoroEngine) -> N
     assert chunk(40, 1.0, 400) == 80
     assert chunk(cfg.chunk_frames, 9.0, 400) == cfg.chunk_frames
     assert common_windows(cfg) == list(range(48, 181, 12))  # every length growth may take
+
+
+def test_a_slow_decoder_starts_with_chunks_that_gain() -> None:
+    """Below about 130 window frames a second a 36-frame start cannot gain: its second window,
+    with 48 frames of context, does not decode in 0.8 of what the 0.9 s it holds leaves after
+    the hand-off. At 100 frames a second the gaining chunk is 48 frames (a 96-frame window in
+    0.96 s, 0.8 of 1.2 s), so the first chunk must hold 1.3 s (52 frames), filled to its
+    72-frame window: 60. Where no growth fits, a chunk that still gains is kept instead of
+    doubling into a window the buffer cannot cover. A fast decoder, or the rule turned off,
+    starts and doubles as before."""
+    cfg = KokoroConfig()
+    off = KokoroConfig(gaining_chunks=False)
+
+    def chunk(config: KokoroConfig, last_chunk: int, buffered_s: float, frames_per_s: float,
+              competing: int = 0) -> int:
+        item = DecodeItem(RequestId(1), buffered_s, competing)
+        return next_chunk(config, 48 if last_chunk else 0, last_chunk, item, 1 / frames_per_s)
+
+    assert gaining_chunk(cfg, 1 / 100) == 48 and gaining_chunk(off, 1 / 100) == 0
+    assert gaining_chunk(cfg, 1 / 150) == 24
+    assert gaining_chunk(cfg, 1 / 40) > cfg.chunk_frames  # slower than real time with margin
+    assert chunk(cfg, 0, 0.0, 100) == 60 and chunk(off, 0, 0.0, 100) == 36
+    assert chunk(cfg, 0, 0.0, 150) == 36
+    assert chunk(cfg, 0, 0.0, 100, competing=1) == 72  # the competitor's allowance is longer
+    assert chunk(cfg, 0, 0.0, 40) == cfg.chunk_frames
+    # 1.35 s buffered after a 60-frame start: doubling (a 168-frame window, 1.68 s) runs dry
+    assert chunk(cfg, 60, 1.35, 100) == 60 and chunk(off, 60, 1.35, 100) == 120
+    assert chunk(cfg, 60, 0.5, 100) == 120  # too far behind for a gaining window: double
+    assert chunk(cfg, 60, 1.35, 150) == 108  # grows as far as the buffer covers
 
 
 def test_same_text_gives_the_same_audio(engine: KokoroEngine) -> None:
