@@ -158,13 +158,13 @@ class KokoroConfig:
     False, or no buffer known: ``first_chunk_frames`` and then ``chunk_frames``."""
     gaining_chunks: bool = True
     """With ``grow_chunks``: no chunk is shorter than one whose window decodes in
-    ``GROWTH_SHARE`` of its own audio at the measured speed (a lone stream's speed when no
-    other competes), where the buffer allows one (``kokoro_windows.gaining_chunk``). Below
-    about 117 window frames a second a lone stream's 36-frame start cannot gain: its second
-    window ran dry for 0.03-0.34 s in every turn of 1-session loadtests on a 2-core AVX2 EPYC.
-    At 100 frames a second it starts with 48 frames (first audio about 0.12 s later) and
-    does not run dry; a faster CPU keeps ``first_chunk_frames`` (docs/benchmarks.md, "the lone
-    start on a slow hour")."""
+    ``GROWTH_SHARE`` of its own audio at the measured speed (a lone window's when no other
+    stream competes), where the buffer allows one, and a first chunk holds enough audio for
+    such a second window (``kokoro_windows.gaining_chunk``). Below about 130 window frames a
+    second a 36-frame start cannot gain. On a 2-core AVX2 EPYC at about 100, its second
+    window ran dry in each of 6 turns of 1-session loadtests (0.04-0.25 s); with this rule the
+    stream starts with 60 frames and ran dry in none of 6, its first audio 50-250 ms later. A
+    CPU fast enough keeps ``first_chunk_frames`` (docs/benchmarks.md, "Starts that gain")."""
     context_frames: int = 24
     """Frames decoded on each side of a chunk and thrown away. Besides covering the decoder's
     convolutions, a longer window brings its normalisation statistics closer to the whole

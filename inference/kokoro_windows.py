@@ -60,7 +60,7 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
     the playhead only when it is long enough to outweigh its context (over 29 frames at 105
     window frames a second); growing by the buffer avoids the dry spells that doubling into
     windows too long to decode in time caused (docs/benchmarks.md, "8-bit integer
-    convolutions", "the lone start on a slow hour")."""
+    convolutions", "Starts that gain")."""
     if not cfg.grow_chunks or item.buffered_s is None:
         return cfg.first_chunk_frames if next_frame == 0 else cfg.chunk_frames
     gaining = min(cfg.chunk_frames, gaining_chunk(cfg, s_per_frame))

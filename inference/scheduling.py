@@ -93,8 +93,8 @@ class SchedulerConfig:
     before their first short chunks play out, then decode alone instead of sharing the cores
     with a window nobody waits for, and its first chunk is a lone stream's. The deep stream
     takes lanes again once it has played down to this lead, still ahead by more than its next
-    window takes to decode on a shared lane. None, or a lead above ``max_lead_s`` (which no
-    stream reaches): every runnable stream fills a free lane and counts as competing."""
+    window takes to decode on a shared lane. None (in TOML, a lead no stream gets, such as
+    1e9): every runnable stream fills a free lane and counts as competing."""
     safety_margin_s: float = 0.5
     """A playing stream is due this long before its client would run dry."""
     first_audio_due_s: float = 0.5
@@ -323,7 +323,7 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
             buffered = None if stream.offline else max(0.0, stream.playout_end - now)
             competing = sum(1 for other in state.streams.values()
                             if other is not stream and other.units and not other.offline
-                            and not _deep(other, now, config))
+                            and not _deep(other, now, state))
             decodes.append(DecodeItem(head.request_id, buffered, competing))
         else:
             if head.request_id is None:
@@ -335,21 +335,22 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
     return EnginePlan(prefills=tuple(prefills), decodes=tuple(decodes))
 
 
-def _deep(stream: _Stream, now: float, config: SchedulerConfig) -> bool:
-    """Whether a live stream is far enough ahead to give way (``yield_lead_s``)."""
-    return (config.yield_lead_s is not None and not stream.offline
-            and stream.playout_end - now >= config.yield_lead_s)
+def _deep(stream: _Stream, now: float, state: SchedulerState) -> bool:
+    """Whether a live stream is far enough ahead to give way (``yield_lead_s``, lanes only)."""
+    lead = state.config.yield_lead_s
+    return (lead is not None and state.lanes > 1 and not stream.offline
+            and stream.playout_end - now >= lead)
 
 
 def _gives_way(stream: _Stream, planned: Sequence[PrefillItem | DecodeItem],
                state: SchedulerState, now: float) -> bool:
     """Whether a deep stream leaves a free lane alone because a live stream with less buffered
     is planned this tick (``yield_lead_s``)."""
-    if not _deep(stream, now, state.config):
+    if not _deep(stream, now, state):
         return False
     for item in planned:
         other = state.streams[state.by_request[item.request_id]]
-        if not other.offline and not _deep(other, now, state.config):
+        if not other.offline and not _deep(other, now, state):
             return True
     return False
 

@@ -485,7 +485,7 @@ def test_chunks_grow_only_as_far_as_the_buffer_covers(engine: KokoroEngine) -> N
     """At a measured 130 window frames a second, a 40-frame chunk doubled (80 frames, a
     128-frame window: 0.98 s) would not decode in 0.8 of a 1.0 s buffer: the next grows only to
     the longest chunk whose bucketed window does (48 frames + 48 of context, 0.74 s). A buffer
-    that covers no growth at all keeps doubling, never shrinking; a fast CPU doubles as
+    that covers neither growth nor a gaining chunk keeps doubling; a fast CPU doubles as
     before."""
     cfg = engine.config
 
