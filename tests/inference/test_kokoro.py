@@ -445,7 +445,8 @@ def test_chunks_grow_from_silence_and_start_full_after_playing_audio(
     frames (each window decodes while the audio before it plays), or 72, 128 ... beside another
     stream with work, and one that starts behind seconds of buffered audio gets full chunks at
     once; the PyTorch decoder's windows are whole buckets, so their lengths are few."""
-    # the lengths the decoder's speed adds (gaining_chunks) are test_a_slow_decoder_...
+    # gaining_chunks would add lengths that hang on this machine's speed; they are tested
+    # with given speeds in test_a_slow_decoder_starts_with_chunks_that_gain
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), gaining_chunks=False),
                           assets=assets)
     cfg = engine.config

@@ -549,6 +549,20 @@ def test_a_stream_far_ahead_leaves_a_free_lane_to_a_new_turn(yield_lead_s) -> No
     assert all(item.competing == 1 for item in plan.decodes)
 
 
+def test_a_stream_far_ahead_still_competes_on_an_engine_without_lanes() -> None:
+    """Without lanes there is no free lane to leave: a stream far ahead counts as competing."""
+    h = Harness(SchedulerConfig(max_batch=1, admission_utilization=None))
+    for sid in (1, 2):
+        h.open(sid)
+        h.submit(sid, " ".join(["w"] * 40))
+    while not all(h.state.streams[sid].units[0].prefilled for sid in (1, 2)):
+        h.tick()
+    h.state.streams[1].playout_end = h.now + 6.0
+    plan = h.tick()
+    assert [stream_of(h, item.request_id) for item in plan.decodes] == [2]
+    assert plan.decodes[0].competing == 1
+
+
 def test_a_laned_engine_learns_the_cost_of_a_round_and_its_full_throughput() -> None:
     h = Harness(SchedulerConfig(max_batch=8, batch_horizon_s=None, step_budget_ms=1000),
                 LanedFakeEngine(prefill_cost_s=0.0, decode_cost_s=0.05, lanes=2))
