@@ -114,6 +114,19 @@ def wait_gone(pid: int, timeout_s: float = GONE_WITHIN_S) -> bool:
     return True
 
 
+def _still_there(pid: int, data_dir: Path) -> str:
+    """What a server that outlived its owner is doing, and the end of its log, for a failure
+    message."""
+    try:
+        process = psutil.Process(pid)
+        state = f"status {process.status()}, cpu {process.cpu_times()}"
+    except psutil.Error as exc:
+        state = repr(exc)
+    log = data_dir / "mongo.log"
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    return f"server {pid} still there after {GONE_WITHIN_S} s: {state}\n{tail}"
+
+
 def kill_stray(*pids: int | None) -> None:
     """Leave no server behind, whatever the test's outcome."""
     for pid in pids:
@@ -174,7 +187,7 @@ def test_a_sigkilled_owner_takes_its_server_along(tmp_path: Path) -> None:
         assert running(db_pid)  # the thread that started it ended: not a reason to stop
         owner.kill()
         owner.wait(10)
-        assert wait_gone(db_pid)
+        assert wait_gone(db_pid), _still_there(db_pid, tmp_path)
     finally:
         owner.kill()
         kill_stray(db_pid)
