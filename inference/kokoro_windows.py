@@ -48,9 +48,9 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
     A request's first chunk is the largest whose window decodes in half of ``item.buffered_s``
     (the other half is for other streams and for noise in the speed), within [least,
     chunk_frames]. ``least`` is first_chunk_frames plus first_chunk_per_competitor_frames for
-    each competing stream, or the gaining chunk (``gaining_chunk``) filled to its window's
-    bucket where that is longer: on a decoder too slow for the short start to gain, the
-    stream starts later rather than running dry at its second window.
+    each competing stream, or where it is longer the first chunk that leaves a gaining second
+    one (``gaining_chunk``) time to decode (``_gaining_start``): on a decoder too slow for the
+    short start to gain, the stream starts later rather than running dry at its second window.
 
     Each later one doubles the last, up to chunk_frames, or grows only as far as a window that
     decodes in ``GROWTH_SHARE`` of ``item.buffered_s`` where that is still longer than the
@@ -92,6 +92,7 @@ def _gaining_start(cfg: KokoroConfig, gaining: int, s_per_frame: float) -> int:
 
 
 def _bucket(frames: int) -> int:
+    """``frames`` rounded up to a whole number of buckets (``WINDOW_BUCKET_FRAMES``)."""
     return -(-frames // WINDOW_BUCKET_FRAMES) * WINDOW_BUCKET_FRAMES
 
 
@@ -126,7 +127,7 @@ def bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:
     few, and ``warmup`` builds the common ones (``common_windows``). The extra frames are
     context: they cost a little time and bring the window's statistics nearer the whole
     utterance's."""
-    want = -(-(hi - lo) // WINDOW_BUCKET_FRAMES) * WINDOW_BUCKET_FRAMES
+    want = _bucket(hi - lo)
     hi = min(frames, lo + want)
     return max(0, hi - want), hi
 
@@ -136,7 +137,6 @@ def common_windows(cfg: KokoroConfig) -> list[int]:
     bucket from a lone first chunk's window to a full chunk's with context on both sides, since
     growing chunks (``KokoroConfig.grow_chunks``) may take any of them. An utterance's last
     window may be shorter; its kernels are built the first time (0.1-0.3 s, once)."""
-    step = WINDOW_BUCKET_FRAMES
-    smallest = -(-(cfg.first_chunk_frames + cfg.first_context_frames) // step) * step
-    largest = -(-(cfg.chunk_frames + 2 * cfg.context_frames) // step) * step
-    return list(range(smallest, largest + 1, step))
+    smallest = _bucket(cfg.first_chunk_frames + cfg.first_context_frames)
+    largest = _bucket(cfg.chunk_frames + 2 * cfg.context_frames)
+    return list(range(smallest, largest + 1, WINDOW_BUCKET_FRAMES))
