@@ -78,7 +78,11 @@ class SchedulerConfig:
     max_batch: int = 8
     """Most requests in one tick."""
     step_budget_ms: float = 120.0
-    """Target wall time of one tick; bounds how long a new utterance waits for the next tick."""
+    """Target wall time of one tick; bounds how long a new utterance waits for the next tick. On
+    an engine with lanes, a window still decoding (``_Unit.pending``) costs a tick nothing and
+    does not count against this or ``batch_horizon_s``: the tick does not wait for it. Counted,
+    it kept a newcomer's prefill (180 ms on 2 cores, over the budget alone) out of every tick
+    until the window was done, up to 1.5 s (docs/benchmarks.md, "A prefill waited")."""
     batch_horizon_s: float | None = 0.25
     """Beyond the most urgent item, a tick only takes items due within this horizon: work that is
     not due yet waits for a later tick instead of delaying a newcomer's first audio (on a CPU a batch
@@ -173,6 +177,9 @@ class _Unit:
     (the time between is learned as ``SchedulerState.lead_in_s``)."""
     spoke: bool = False
     """Some of its audio has been delivered."""
+    pending: bool = False
+    """Its last decode returned no audio and did not finish: on an engine with lanes, a window
+    still decoding (or a first window held back), which a tick does not run again."""
 
 
 @dataclass
@@ -302,22 +309,27 @@ def schedule(state: SchedulerState, now: float) -> EnginePlan:
     decodes: list[DecodeItem] = []
     budget_s = config.step_budget_ms / 1000.0
     spent_s = 0.0
+    working = False  # whether the tick holds work it waits for: a pending window is not
     horizon = None if config.batch_horizon_s is None else now + config.batch_horizon_s
     for stream in runnable[: config.max_batch]:
         head = stream.units[0]
+        pending = head.prefilled and head.pending and state.lanes > 1
         if head.prefilled and len(decodes) % state.lanes:
             if _gives_way(stream, [*prefills, *decodes], state, now):
                 continue
             cost = 0.0  # a lane of a round already paid for: the tick takes no longer
+        elif pending:
+            cost = 0.0  # its window decodes on a lane whatever this tick does
         else:
             cost = state.cost.decode_s if head.prefilled else state.cost.prefill_s
-        if prefills or decodes:
+        if working:
             if cost and horizon is not None and deadline(stream, now, config,
                                                          state.lead_in_s) > horizon:
                 break  # sorted by deadline: nothing after this is due either
             if spent_s + cost > budget_s:
                 continue
         spent_s += cost
+        working = working or not pending
         if head.prefilled:
             assert head.request_id is not None
             buffered = None if stream.offline else max(0.0, stream.playout_end - now)
@@ -403,6 +415,7 @@ def _apply_output(
     if duration_s > 0:
         stream.playout_end = max(stream.playout_end, now) + duration_s
     head = stream.units[0]
+    head.pending = duration_s == 0 and not out.finished
     if duration_s > 0:
         head.spoke = True
         if head.started_at is not None:

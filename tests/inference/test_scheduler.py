@@ -7,9 +7,17 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pytest
 
-from inference.engine import EnginePlan, EngineResult, SynthesisUnit, decode_lanes
+from inference.engine import (
+    EnginePlan,
+    EngineResult,
+    RequestId,
+    RequestOutput,
+    SynthesisUnit,
+    decode_lanes,
+)
 from inference.scheduler import Scheduler
 from inference.scheduling import (
     Refusal,
@@ -561,6 +569,48 @@ def test_a_stream_far_ahead_still_competes_on_an_engine_without_lanes() -> None:
     plan = h.tick()
     assert [stream_of(h, item.request_id) for item in plan.decodes] == [2]
     assert plan.decodes[0].competing == 1
+
+
+@dataclass
+class WindowsOutliveTicks(LanedFakeEngine):
+    """A laned engine whose windows take ``ticks`` ticks each, as Kokoro's lanes do: until its
+    window is done a planned request gets no audio and is not finished."""
+
+    ticks: int = 20
+    waited: dict[RequestId, int] = field(default_factory=dict)
+
+    def execute(self, plan: EnginePlan) -> EngineResult:
+        done, decoding = [], []
+        for item in plan.decodes:
+            self.waited[item.request_id] = self.waited.get(item.request_id, 0) + 1
+            (done if self.waited[item.request_id] == self.ticks else decoding).append(item)
+        for item in done:
+            self.waited[item.request_id] = 0
+        result = super().execute(replace(plan, decodes=tuple(done)))
+        empty = tuple(RequestOutput(item.request_id, np.zeros(0, np.float32))
+                      for item in decoding)
+        return EngineResult(result.outputs + empty, result.failures,
+                            prefill_s=result.prefill_s, decode_s=self.decode_cost_s)
+
+
+def test_a_window_decoding_on_a_lane_does_not_hold_back_a_prefill() -> None:
+    """A tick that starts a window takes a newcomer's prefill only once it is due (the batch
+    horizon) and within the step budget, as on one lane. But a window still decoding on its
+    lane costs the next ticks nothing: they take a newcomer's prefill at once. Before, the
+    window's stream kept coming first, and a 180 ms prefill waited for its whole window."""
+    config = SchedulerConfig(max_batch=8, step_budget_ms=120, batch_horizon_s=0.25,
+                             admission_utilization=None)
+    h = Harness(config, WindowsOutliveTicks(prefill_cost_s=0.18, decode_cost_s=0.02, lanes=2))
+    h.open(1)
+    h.submit(1, "a b c")
+    h.tick()  # its prefill
+    h.open(2)
+    h.submit(2, "x y")
+    plan = h.tick()  # stream 1's window starts: stream 2's first audio is not due yet
+    assert plan.prefills == () and [stream_of(h, d.request_id) for d in plan.decodes] == [1]
+    plan = h.tick()
+    assert [stream_of(h, p.request_id) for p in plan.prefills] == [2]
+    assert [stream_of(h, d.request_id) for d in plan.decodes] == [1]
 
 
 def test_a_laned_engine_learns_the_cost_of_a_round_and_its_full_throughput() -> None:
