@@ -85,11 +85,14 @@ from inference.kokoro_text import (
 from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.kokoro_windows import (
     FIRST_WINDOW_HOLD_S,
+    SHARED_SLOWDOWN,
     Window,
     bucketed,
     common_windows,
     next_chunk,
     runs_dry_if_shared,
+    shared_start_s,
+    short_to_share,
 )
 from inference.onnx_graphs import chunk_window, cpu_session
 from inference.phonemes import NO_WORD
@@ -216,6 +219,12 @@ class KokoroConfig:
     window beside it slows it by about ``SHARED_SLOWDOWN``, and it ran dry once in every
     2-session loadtest without the hold. The newcomer's first audio comes that much later
     (docs/benchmarks.md, "A newcomer waits for a lane")."""
+    ramp_hold_s: float = 4.0
+    """Lanes only: how long a silent stream's first window may also wait while a playing
+    stream holds too little audio to go on decoding beside it (``short_to_share``: less than a
+    gaining window at the shared speed takes). While a newcomer waits, the playing stream's
+    chunks are sized for a lone window; once it starts, both streams' are sized for two. 0 turns
+    this off."""
 
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
@@ -227,6 +236,8 @@ class KokoroConfig:
                              "first_context_frames")
         if self.lanes < 1:
             raise ValueError("lanes must be at least 1")
+        if not 0 <= self.ramp_hold_s <= 30:
+            raise ValueError("ramp_hold_s must be 0-30")
         if not 0 <= self.retained_memory_mb < 2048:
             raise ValueError("retained_memory_mb must be 0-2047")
         if self.decoder not in DECODERS:
@@ -274,9 +285,7 @@ class _Request:
     tail: _F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """The previous window's audio just past its chunk, faded out under the next chunk."""
     decoding: Window | None = None
-    """The window on a lane: when it began, its frames, and when its client's buffered audio
-    runs out (None: its client holds none, or nothing plays it in real time). Written by the
-    lane, read by ``_holds``."""
+    """The window on a lane. Written by the lane, read by ``_holds`` and ``_chunk_speed``."""
 
     @property
     def frames(self) -> int:
@@ -411,7 +420,8 @@ class KokoroEngine:
         (``KokoroConfig.hold_first_windows``): while a window on a lane, or one starting this
         tick, would finish after its client runs dry if it shared the cores (at the speed
         measured so far, ``SHARED_SLOWDOWN`` slower), a newcomer's window does not start beside
-        it, for up to ``FIRST_WINDOW_HOLD_S``."""
+        it, for up to ``FIRST_WINDOW_HOLD_S``; while a playing stream would be left with too
+        little audio to go on beside another (``short_to_share``), for up to ``ramp_hold_s``."""
         assert self._lanes is not None
         waiting = {item.request_id for item in items
                    if item.buffered_s == 0.0 and item.request_id in self._requests
@@ -428,16 +438,28 @@ class KokoroEngine:
             request = self._requests.get(item.request_id)
             if (request is not None and item.request_id not in waiting and item.buffered_s
                     and not self._lanes.decoding(item.request_id)):
-                lo, hi = self._window_for(request, item)[2:]
-                windows.append((now, hi - lo, now + item.buffered_s))
-        if not any(runs_dry_if_shared(window, now, self._s_per_frame) for window in windows):
-            return set()
+                size, _, lo, hi = self._window_for(request, item)
+                windows.append(Window(now, hi - lo, size, item.buffered_s))
+        cap_s = 0.0
+        if any(runs_dry_if_shared(window, now, self._s_per_frame) for window in windows):
+            cap_s = FIRST_WINDOW_HOLD_S
+        solo = self._solo_s_per_frame or self._s_per_frame
+        if self.config.ramp_hold_s > cap_s and any(
+                short_to_share(self.config, window, now, solo, self._shared_speed())
+                for window in windows):
+            cap_s = self.config.ramp_hold_s
         held = set()
-        for request_id in waiting:
+        for request_id in waiting if cap_s else ():
             since = self._held_since.setdefault(request_id, now)
-            if now - since < FIRST_WINDOW_HOLD_S:
+            if now - since < cap_s:
                 held.add(request_id)
         return held
+
+    def _shared_speed(self) -> float:
+        """Seconds per window frame of a window decoding beside another: as measured, else a
+        lone window's ``SHARED_SLOWDOWN`` slower."""
+        return self._shared_s_per_frame or SHARED_SLOWDOWN * (self._solo_s_per_frame
+                                                               or self._s_per_frame)
 
     def release(self, request_id: RequestId) -> None:
         """A window still decoding for the request finishes on its lane; a later tick returns
@@ -542,8 +564,20 @@ class KokoroEngine:
         return size, end, lo, hi
 
     def _chunk_speed(self, item: DecodeItem) -> float:
-        """Seconds per window frame to size the item's chunk by: a lone window's on lanes when
-        no other stream competes and that speed is measured, else the average of all."""
+        """Seconds per window frame to size the item's chunk by. With lanes and ``ramp_hold_s``,
+        for a stream with competitors: two windows' side by side (``_shared_speed``) once
+        another stream has started decoding, or once this one holds enough audio to share
+        (``shared_start_s``); before that, newcomers' first windows wait for it (``_holds``), so
+        a lone window's. Otherwise a lone window's when no other stream competes and that speed
+        is measured, else the average of all."""
+        if self._lanes is not None and self.config.ramp_hold_s and item.competing:
+            shared = self._shared_speed()
+            started = any(request.next_frame or request.decoding
+                          for request_id, request in self._requests.items()
+                          if request_id != item.request_id)
+            if started or (item.buffered_s or 0.0) >= shared_start_s(self.config, shared):
+                return shared
+            return self._solo_s_per_frame or self._s_per_frame
         if item.competing == 0 and self._solo_s_per_frame:
             return self._solo_s_per_frame
         return self._s_per_frame
@@ -562,7 +596,7 @@ class KokoroEngine:
         request.last_chunk = size
         began = time.perf_counter()
         shared_before = 0.0 if self._lanes is None else self._lanes.others_s()
-        request.decoding = (began, hi - lo, began + item.buffered_s if item.buffered_s else None)
+        request.decoding = Window(began, hi - lo, size, item.buffered_s)
         try:
             window = self._run_decoder(request, lo, hi)
         finally:

@@ -12,7 +12,7 @@ in; the engine owns the state.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from inference.engine import DecodeItem
 from inference.kokoro_graph import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
@@ -34,9 +34,16 @@ tick that delivers it and the one that plans the next (``_gaining_start``)."""
 FIRST_WINDOW_HOLD_S = 1.0
 """Longest a silent stream's first window waits for a lane (``KokoroConfig.hold_first_windows``)."""
 
-Window = tuple[float, int, float | None]
-"""A window on a lane: when it began (``perf_counter``), its frames, and when its client's
-buffered audio runs out (None: its client holds none, or nothing plays it in real time)."""
+class Window(NamedTuple):
+    """A window decoding on a lane, or about to."""
+
+    began: float
+    """When it began (``perf_counter``)."""
+    frames: int
+    chunk: int
+    """The frames of its chunk: the audio it adds."""
+    buffered_s: float | None
+    """What its client held when it began (None: nothing plays it in real time)."""
 
 
 def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: DecodeItem,
@@ -51,6 +58,8 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
     each competing stream, or where it is longer the first chunk that leaves a gaining second
     one (``gaining_chunk``) time to decode (``_gaining_start``): on a decoder too slow for the
     short start to gain, the stream starts later rather than running dry at its second window.
+    A playing stream's next unit caps ``least`` (not below first_chunk_frames) at a window that
+    decodes in ``GROWTH_SHARE`` of what its client holds: a longer one would run it dry at once.
 
     Each later one doubles the last, up to chunk_frames, or grows only as far as a window that
     decodes in ``GROWTH_SHARE`` of ``item.buffered_s`` where that is still longer than the
@@ -76,6 +85,10 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
                 + item.competing * cfg.first_chunk_per_competitor_frames)
     if gaining:
         least = max(least, _gaining_start(cfg, gaining, s_per_frame))
+    if item.buffered_s:  # a playing stream's next unit: no longer than its buffer covers
+        covered = int(GROWTH_SHARE * item.buffered_s / s_per_frame)
+        covered = covered // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
+        least = max(cfg.first_chunk_frames, min(least, covered - cfg.first_context_frames))
     fits = int(0.5 * item.buffered_s / s_per_frame) - cfg.first_context_frames
     return max(least, min(cfg.chunk_frames, fits))
 
@@ -102,8 +115,10 @@ def gaining_chunk(cfg: KokoroConfig, s_per_frame: float) -> int:
     such chunk leaves the client more buffered than the one before (``KokoroConfig.
     gaining_chunks``; 0 when that is off). On a decoder too slow for any, a number past every
     chunk length."""
-    if not cfg.gaining_chunks:
-        return 0
+    return _gaining(cfg, s_per_frame) if cfg.gaining_chunks else 0
+
+
+def _gaining(cfg: KokoroConfig, s_per_frame: float) -> int:
     spare = GROWTH_SHARE * SAMPLES_PER_FRAME / SAMPLE_RATE_HZ - s_per_frame
     if spare <= 0:
         return 1 << 30
@@ -113,10 +128,35 @@ def gaining_chunk(cfg: KokoroConfig, s_per_frame: float) -> int:
 def runs_dry_if_shared(window: Window, now: float, s_per_frame: float) -> bool:
     """Whether ``window``, still decoding at ``now`` and from then on ``SHARED_SLOWDOWN``
     slower than ``s_per_frame`` because another window shares the cores, would finish after its
-    client's buffered audio runs out."""
-    began, frames, runs_dry = window
-    left_s = began + frames * s_per_frame - now
-    return runs_dry is not None and left_s > 0 and now + SHARED_SLOWDOWN * left_s > runs_dry
+    client's buffered audio runs out (a client that held none cannot)."""
+    if not window.buffered_s:
+        return False
+    left_s = window.began + window.frames * s_per_frame - now
+    return left_s > 0 and now + SHARED_SLOWDOWN * left_s > window.began + window.buffered_s
+
+
+def short_to_share(cfg: KokoroConfig, window: Window, now: float, s_per_frame: float,
+                   shared_s_per_frame: float) -> bool:
+    """Whether ``window``'s client would hold too little audio, once the window ends decoding
+    beside another from ``now`` on (at ``shared_s_per_frame``), for its next window to decode
+    beside another too (``shared_start_s``): a stream still ramping up, which a newcomer's
+    first window and the windows after it would slow into running dry. A stream's first window
+    counts: its client then holds only that chunk."""
+    if window.buffered_s is None:
+        return False
+    left = max(0.0, window.began + window.frames * s_per_frame - now) / s_per_frame
+    ends = now + left * shared_s_per_frame
+    held_s = (max(0.0, window.began + window.buffered_s - ends)
+              + window.chunk * SAMPLES_PER_FRAME / SAMPLE_RATE_HZ)
+    return held_s < shared_start_s(cfg, shared_s_per_frame)
+
+
+def shared_start_s(cfg: KokoroConfig, shared_s_per_frame: float) -> float:
+    """The audio a stream needs buffered for its next window to gain on the playhead while
+    another decodes beside it: a gaining chunk's window at ``shared_s_per_frame`` (a full
+    chunk's where none gains), decoded in ``GROWTH_SHARE`` of it."""
+    chunk = min(cfg.chunk_frames, _gaining(cfg, shared_s_per_frame))
+    return _bucket(chunk + 2 * cfg.context_frames) * shared_s_per_frame / GROWTH_SHARE
 
 
 def bucketed(lo: int, hi: int, frames: int) -> tuple[int, int]:

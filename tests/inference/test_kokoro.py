@@ -52,7 +52,15 @@ from inference.kokoro_graph import (
 from inference.kokoro_lanes import Lanes, covered
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
-from inference.kokoro_windows import bucketed, common_windows, gaining_chunk, next_chunk
+from inference.kokoro_windows import (
+    Window,
+    bucketed,
+    common_windows,
+    gaining_chunk,
+    next_chunk,
+    shared_start_s,
+    short_to_share,
+)
 from inference.onnx_graphs import cpu_session
 from inference.speaker import SpeakerEncoder, cosine
 from inference.torch_graph import TorchGraph
@@ -271,7 +279,8 @@ def test_a_newcomer_waits_while_a_window_beside_it_would_run_dry(
     monkeypatch.setattr("inference.kokoro.FIRST_WINDOW_HOLD_S",
                         0.0 if case == "held long enough" else 600.0)
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2,
-                                       hold_first_windows=case != "off"), assets=assets)
+                                       hold_first_windows=case != "off", ramp_hold_s=0.0),
+                          assets=assets)
     lanes = engine._lanes
     assert lanes is not None
     # a slow speed estimate: the playing window counts as at risk until it is delivered, even
@@ -295,6 +304,47 @@ def test_a_newcomer_waits_while_a_window_beside_it_would_run_dry(
         assert not lanes.decoding(newcomer)
     engine.execute(EnginePlan(decodes=(DecodeItem(newcomer, 0.0, 0),)))
     assert lanes.decoding(newcomer)  # nothing at risk beside it now
+
+
+def test_a_newcomer_waits_while_a_playing_stream_ramps_up(assets: KokoroAssets) -> None:
+    """``ramp_hold_s``: a silent stream's first window also waits while a playing stream would
+    hold too little audio, after the window it decodes, for its next window to gain beside
+    another (at 77 window frames a second each: a 90-frame chunk's 144-frame window in 0.8 of
+    2.34 s). Until then the playing stream's chunks are sized for a lone window; once it holds
+    that much, or once another stream has started, for two side by side. A newcomer waits at
+    most ``ramp_hold_s``."""
+    engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2, ramp_hold_s=2.0),
+                          assets=assets)
+    solo, shared = 0.01, 0.013  # the speeds as if measured, so the figures do not drift
+    engine._s_per_frame = engine._solo_s_per_frame = solo
+    engine._shared_s_per_frame = shared
+    unit = SynthesisUnit(SENTENCE, "jm_kumo")
+    playing, newcomer = RequestId(1), RequestId(2)
+    engine.execute(EnginePlan(prefills=(PrefillItem(playing, unit), PrefillItem(newcomer, unit))))
+    waits = [DecodeItem(newcomer, 0.0, 1)]
+    assert engine._chunk_speed(DecodeItem(playing, 0.0, 1)) == solo  # nobody has started
+    assert engine._chunk_speed(DecodeItem(playing, 0.0, 0)) == solo
+    now = time.perf_counter()
+    # its first window: the client will hold only its 60 frames (1.5 s)
+    engine._requests[playing].decoding = Window(now, 72, 60, 0.0)
+    assert engine._holds(waits, now) == {newcomer}
+    assert engine._chunk_speed(DecodeItem(playing, 1.5, 1)) == solo  # still ramping up
+    assert engine._chunk_speed(DecodeItem(playing, 2.4, 1)) == shared  # enough to share
+    assert engine._chunk_speed(DecodeItem(newcomer, 0.0, 1)) == shared  # another has started
+    # a 96-frame chunk's window begun with 2.6 s buffered leaves about 3.2 s: enough
+    engine._requests[playing].decoding = Window(now, 144, 96, 2.6)
+    assert engine._holds(waits, now + 0.1) == set()
+    # no risk of running dry beside the newcomer, but only about 1.8 s left: too little
+    engine._requests[playing].decoding = Window(now, 72, 36, 1.8)
+    assert engine._holds(waits, now + 0.2) == {newcomer}
+    assert engine._holds(waits, now + 2.1) == set()  # waited ramp_hold_s since its first hold
+    # nothing plays an offline stream in real time: it holds no newcomer back
+    engine._requests[playing].decoding = Window(now, 72, 60, None)
+    assert engine._holds(waits, now + 2.2) == set()
+    off = KokoroEngine(replace(engine.config, ramp_hold_s=0.0), assets=assets)
+    off.execute(EnginePlan(prefills=(PrefillItem(playing, unit), PrefillItem(newcomer, unit))))
+    off._requests[playing].decoding = Window(now, 72, 60, 0.0)
+    assert off._holds(waits, now) == set()
 
 
 def test_busy_time_counts_overlapping_spans_once() -> None:
@@ -523,11 +573,33 @@ def test_a_slow_decoder_starts_with_chunks_that_gain() -> None:
     assert chunk(cfg, 0, 0.0, 100) == 60 and chunk(off, 0, 0.0, 100) == 36
     assert chunk(cfg, 0, 0.0, 150) == 36
     assert chunk(cfg, 0, 0.0, 100, competing=1) == 72  # the competitor's allowance is longer
+    # a playing stream's next unit: a window that decodes in 0.8 of what its client holds
+    assert chunk(cfg, 0, 1.0, 100, competing=1) == 60 and chunk(cfg, 0, 0.5, 100) == 36
     assert chunk(cfg, 0, 0.0, 40) == cfg.chunk_frames
     # 1.35 s buffered after a 60-frame start: doubling (a 168-frame window, 1.68 s) runs dry
     assert chunk(cfg, 60, 1.35, 100) == 60 and chunk(off, 60, 1.35, 100) == 120
     assert chunk(cfg, 60, 0.5, 100) == 120  # too far behind for a gaining window: double
     assert chunk(cfg, 60, 1.35, 150) == 108  # grows as far as the buffer covers
+
+
+def test_a_stream_ramping_up_is_short_to_share() -> None:
+    """A stream needs buffered, for its next window to gain while another decodes beside it,
+    what a gaining chunk's window takes at the shared speed, over ``GROWTH_SHARE``: at 77
+    window frames a second, 2.34 s (a 90-frame chunk, a 144-frame window); at 62, a full
+    chunk's 180-frame window (3.6 s). ``short_to_share`` projects the client's audio to the end
+    of the window it decodes, as if shared from now on."""
+    cfg = KokoroConfig()
+    assert shared_start_s(cfg, 0.013) == pytest.approx(2.34)
+    assert shared_start_s(cfg, 0.016) == pytest.approx(3.6)
+
+    def short(frames: int, chunk: int, buffered_s: float | None) -> bool:
+        return short_to_share(cfg, Window(0.0, frames, chunk, buffered_s), 0.0, 0.01, 0.013)
+
+    assert short(72, 60, 0.0)  # a first window: the client will hold 1.5 s
+    assert short(108, 60, 1.4)  # 1.4 s less 1.4 s of shared window, plus 1.5 s
+    assert not short(144, 96, 1.9)  # 0.03 s left, plus 2.4 s
+    assert not short(144, 96, 3.0)
+    assert not short(72, 60, None)  # nothing plays it in real time
 
 
 def test_same_text_gives_the_same_audio(engine: KokoroEngine) -> None:
