@@ -449,9 +449,14 @@ class KokoroEngine:
                 for window in windows):
             cap_s = self.config.ramp_hold_s
         held = set()
-        for request_id in waiting if cap_s else ():
-            since = self._held_since.setdefault(request_id, now)
-            if now - since < cap_s:
+        competing = {item.request_id: item.competing for item in items}
+        for request_id in waiting:
+            cap = cap_s
+            if not windows and competing[request_id] and request_id in self._held_since:
+                # between a playing stream's units no window shows: a held newcomer stays held
+                cap = max(cap, self.config.ramp_hold_s)
+            since = self._held_since.setdefault(request_id, now) if cap else now
+            if now - since < cap:
                 held.add(request_id)
         return held
 

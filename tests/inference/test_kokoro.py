@@ -312,7 +312,8 @@ def test_a_newcomer_waits_while_a_playing_stream_ramps_up(assets: KokoroAssets) 
     another (at 77 window frames a second each: a 90-frame chunk's 144-frame window in 0.8 of
     2.34 s). Until then the playing stream's chunks are sized for a lone window; once it holds
     that much, or once another stream has started, for two side by side. A newcomer waits at
-    most ``ramp_hold_s``."""
+    most ``ramp_hold_s``, and while held, stays held between the playing stream's units (no
+    window shows then) as long as another stream competes."""
     engine = KokoroEngine(KokoroConfig(decoder=torch_decoder(), lanes=2, ramp_hold_s=2.0),
                           assets=assets)
     solo, shared = 0.01, 0.013  # the speeds as if measured, so the figures do not drift
@@ -337,6 +338,10 @@ def test_a_newcomer_waits_while_a_playing_stream_ramps_up(assets: KokoroAssets) 
     # no risk of running dry beside the newcomer, but only about 1.8 s left: too little
     engine._requests[playing].decoding = Window(now, 72, 36, 1.8)
     assert engine._holds(waits, now + 0.2) == {newcomer}
+    engine._requests[playing].decoding = None  # between its units no window shows
+    assert engine._holds(waits, now + 0.3) == {newcomer}  # held before: stays held
+    assert engine._holds([DecodeItem(newcomer, 0.0, 0)], now + 0.3) == set()  # nobody else
+    engine._requests[playing].decoding = Window(now, 72, 36, 1.8)
     assert engine._holds(waits, now + 2.1) == set()  # waited ramp_hold_s since its first hold
     # nothing plays an offline stream in real time: it holds no newcomer back
     engine._requests[playing].decoding = Window(now, 72, 60, None)
