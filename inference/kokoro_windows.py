@@ -5,7 +5,8 @@
 buffer and the decoder's measured speed: how long the next chunk is (``next_chunk``), which window
 lengths the PyTorch decoder uses and warms up (``bucketed``, ``common_windows``), and whether a
 window decoding beside a newcomer's would run its client dry (``runs_dry_if_shared``, for
-``KokoroConfig.hold_first_windows``). Everything here is arithmetic on numbers the engine passes
+``KokoroConfig.hold_first_windows``) or leave it too little to go on sharing the cores
+(``short_to_share``, for ``KokoroConfig.ramp_hold_s``). Everything here is arithmetic on numbers the engine passes
 in; the engine owns the state.
 """
 
