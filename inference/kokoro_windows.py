@@ -6,8 +6,8 @@ buffer and the decoder's measured speed: how long the next chunk is (``next_chun
 lengths the PyTorch decoder uses and warms up (``bucketed``, ``common_windows``), and whether a
 window decoding beside a newcomer's would run its client dry (``runs_dry_if_shared``, for
 ``KokoroConfig.hold_first_windows``) or leave it too little to go on sharing the cores
-(``short_to_share``, for ``KokoroConfig.ramp_hold_s``). Everything here is arithmetic on numbers the engine passes
-in; the engine owns the state.
+(``short_to_share``, for ``KokoroConfig.ramp_hold_s``). Everything here is arithmetic on numbers
+the engine passes in; the engine owns the state.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ tick that delivers it and the one that plans the next (``_gaining_start``)."""
 FIRST_WINDOW_HOLD_S = 1.0
 """Longest a silent stream's first window waits for a lane (``KokoroConfig.hold_first_windows``)."""
 
+
 class Window(NamedTuple):
     """A window decoding on a lane, or about to."""
 
     began: float
     """When it began (``perf_counter``)."""
     frames: int
+    """Its length, context included."""
     chunk: int
     """The frames of its chunk: the audio it adds."""
     buffered_s: float | None
@@ -120,6 +122,7 @@ def gaining_chunk(cfg: KokoroConfig, s_per_frame: float) -> int:
 
 
 def _gaining(cfg: KokoroConfig, s_per_frame: float) -> int:
+    """``gaining_chunk`` whether or not ``KokoroConfig.gaining_chunks`` is on."""
     spare = GROWTH_SHARE * SAMPLES_PER_FRAME / SAMPLE_RATE_HZ - s_per_frame
     if spare <= 0:
         return 1 << 30
