@@ -225,9 +225,9 @@ class KokoroConfig:
     gaining window at the shared speed takes). While a newcomer waits, the playing stream's
     chunks are sized for a lone window; once it starts, both streams' are sized for two. With
     this and prefills that no longer wait for another stream's window, 2-session loadtests on a
-    2-core AVX2 EPYC ran dry 0.43 times per run instead of 1.0, and the second of two turns
-    that open together got its first audio after 4-5 s instead of 2.5 s (docs/benchmarks.md,
-    "A prefill waited"). 0 turns this off."""
+    2-core AVX2 EPYC ran dry 0.27 times per run instead of 1.0, and the second of two turns
+    that open together got its first audio after 3.7-5.9 s instead of 2.4-2.6 s
+    (docs/benchmarks.md, "A prefill waited"). 0 turns this off."""
 
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
