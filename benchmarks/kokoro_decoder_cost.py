@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.engine import SynthesisUnit
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine
+from inference.kokoro_config import KokoroConfig
 from inference.kokoro_graph import SAMPLE_RATE_HZ, load_assets
 from tests.inference.test_kokoro import stream
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.clone_eval import EVERYDAY, HELD_OUT, REFERENCE, joined
 from inference.engine import SynthesisUnit
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine
+from inference.kokoro_config import KokoroConfig
 from inference.kokoro_graph import SAMPLE_RATE_HZ, load_assets
 from inference.speaker import SpeakerEncoder, cosine
 from tests.asr import recognize, word_overlap

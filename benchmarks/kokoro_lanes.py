@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from inference.engine import SynthesisUnit
-from inference.kokoro import DECODERS, DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine, _OnnxDecoder
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine, _OnnxDecoder
+from inference.kokoro_config import DECODERS, KokoroConfig
 from inference.kokoro_graph import load_assets
 
 TEXT = ("The quick brown fox jumps over the lazy dog near the river bank, and then it runs far "

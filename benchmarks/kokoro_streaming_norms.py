@@ -39,7 +39,8 @@ import torch
 
 from inference.engine import SynthesisUnit
 from inference.graph_rewrites import affine_norm
-from inference.kokoro import KokoroConfig, KokoroEngine, _TorchDecoder
+from inference.kokoro import KokoroEngine, _TorchDecoder
+from inference.kokoro_config import KokoroConfig
 from inference.kokoro_graph import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from inference.speaker import SpeakerEncoder, cosine
 from tests.inference.test_kokoro import magnitude_snr_db, stream

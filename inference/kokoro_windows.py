@@ -19,7 +19,7 @@ from inference.engine import DecodeItem
 from inference.kokoro_graph import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 if TYPE_CHECKING:
-    from inference.kokoro import KokoroConfig
+    from inference.kokoro_config import KokoroConfig
 
 GROWTH_SHARE = 0.8
 """A growing chunk's window must decode in this share of the audio its client has buffered

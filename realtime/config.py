@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from inference.kokoro import KokoroConfig
+from inference.kokoro_config import KokoroConfig
 from inference.piper import PiperConfig
 from inference.scheduler import SchedulerConfig
 from inference.xtts_settings import XttsSettings

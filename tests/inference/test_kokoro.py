@@ -36,12 +36,8 @@ from inference.engine import (
     WordTiming,
     render_variant,
 )
-from inference.kokoro import (
-    DEFAULT_CACHE_DIR,
-    KokoroConfig,
-    KokoroEngine,
-    _to_audio,
-)
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine, _to_audio
+from inference.kokoro_config import KokoroConfig
 from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
     KokoroAssets,
@@ -796,10 +792,10 @@ def test_auto_picks_the_decoder_this_cpu_runs_fastest(monkeypatch: pytest.Monkey
     """AMX: bfloat16. VNNI (8-bit weights summed exactly), or AVX2 alone (whose 16-bit sums
     ``pack_int8`` keeps exact): int8 where this PyTorch's int8 convolution is exact. AVX-512
     otherwise: float32. Else ONNX Runtime."""
-    monkeypatch.setattr("inference.kokoro.bf16_matrix_units", lambda: amx)
-    monkeypatch.setattr("inference.kokoro.wide_vector_units", lambda: avx512)
-    monkeypatch.setattr("inference.kokoro.int8_weight_bits", lambda: 8 if vnni else 7)
-    monkeypatch.setattr("inference.kokoro.int8_convolutions", lambda: int8)
+    monkeypatch.setattr("inference.kokoro_config.bf16_matrix_units", lambda: amx)
+    monkeypatch.setattr("inference.kokoro_config.wide_vector_units", lambda: avx512)
+    monkeypatch.setattr("inference.kokoro_config.int8_weight_bits", lambda: 8 if vnni else 7)
+    monkeypatch.setattr("inference.kokoro_config.int8_convolutions", lambda: int8)
     assert KokoroConfig().resolved_decoder() == expected
     assert KokoroConfig(decoder="onnx").resolved_decoder() == "onnx"
 

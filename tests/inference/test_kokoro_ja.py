@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from inference.engine import DecodeItem, EnginePlan, PrefillItem, RequestId, SynthesisUnit
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroConfig, KokoroEngine
+from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine
+from inference.kokoro_config import KokoroConfig
 from inference.kokoro_graph import KokoroAssets, load_assets
 from inference.kokoro_ja import phonemize_japanese
 from inference.kokoro_text import LANGUAGES, tokenize
