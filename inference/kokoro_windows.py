@@ -78,9 +78,8 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
     gaining = min(cfg.chunk_frames, gaining_chunk(cfg, s_per_frame))
     if last_chunk:
         grown = min(cfg.chunk_frames, 2 * last_chunk)
-        frames = int(GROWTH_SHARE * item.buffered_s / s_per_frame)
-        window = frames // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
-        fits = window - min(next_frame, cfg.context_frames) - cfg.context_frames
+        fits = (_covered(item.buffered_s, s_per_frame) - min(next_frame, cfg.context_frames)
+                - cfg.context_frames)
         if fits > last_chunk:
             return min(grown, fits)
         return fits if gaining and fits >= gaining else grown
@@ -89,9 +88,8 @@ def next_chunk(cfg: KokoroConfig, next_frame: int, last_chunk: int, item: Decode
     if gaining:
         least = max(least, _gaining_start(cfg, gaining, s_per_frame))
     if item.buffered_s:  # a playing stream's next unit: no longer than its buffer covers
-        covered = int(GROWTH_SHARE * item.buffered_s / s_per_frame)
-        covered = covered // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
-        least = max(cfg.first_chunk_frames, min(least, covered - cfg.first_context_frames))
+        covered = _covered(item.buffered_s, s_per_frame) - cfg.first_context_frames
+        least = max(cfg.first_chunk_frames, min(least, covered))
     fits = int(0.5 * item.buffered_s / s_per_frame) - cfg.first_context_frames
     return max(least, min(cfg.chunk_frames, fits))
 
@@ -105,6 +103,12 @@ def _gaining_start(cfg: KokoroConfig, gaining: int, s_per_frame: float) -> int:
     frames = math.ceil((second * s_per_frame / GROWTH_SHARE + HANDOFF_S) / frame_s - 1e-9)
     return min(cfg.chunk_frames,
                _bucket(frames + cfg.first_context_frames) - cfg.first_context_frames)
+
+
+def _covered(buffered_s: float, s_per_frame: float) -> int:
+    """The longest window of whole buckets that decodes in ``GROWTH_SHARE`` of ``buffered_s``."""
+    frames = int(GROWTH_SHARE * buffered_s / s_per_frame)
+    return frames // WINDOW_BUCKET_FRAMES * WINDOW_BUCKET_FRAMES
 
 
 def _bucket(frames: int) -> int:

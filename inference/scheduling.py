@@ -82,7 +82,7 @@ class SchedulerConfig:
     an engine with lanes, a window still decoding (``_Unit.pending``) costs a tick nothing and
     does not count against this or ``batch_horizon_s``: the tick does not wait for it. Counted,
     it kept a newcomer's prefill (180 ms on 2 cores, over the budget alone) out of every tick
-    until the window was done, up to 1.5 s (docs/benchmarks.md, "A prefill waited")."""
+    until the window was done, 1.25 s in one trace (docs/benchmarks.md, "A prefill waited")."""
     batch_horizon_s: float | None = 0.25
     """Beyond the most urgent item, a tick only takes items due within this horizon: work that is
     not due yet waits for a later tick instead of delaying a newcomer's first audio (on a CPU a batch

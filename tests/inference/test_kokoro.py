@@ -36,8 +36,8 @@ from inference.engine import (
     WordTiming,
     render_variant,
 )
-from inference.kokoro import DEFAULT_CACHE_DIR, KokoroEngine, _to_audio
-from inference.kokoro_config import KokoroConfig
+from inference.kokoro import _CONV_DTYPES, DEFAULT_CACHE_DIR, KokoroEngine, _to_audio
+from inference.kokoro_config import DECODERS, KokoroConfig
 from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
     KokoroAssets,
@@ -797,6 +797,7 @@ def test_auto_picks_the_decoder_this_cpu_runs_fastest(monkeypatch: pytest.Monkey
     monkeypatch.setattr("inference.kokoro_config.int8_weight_bits", lambda: 8 if vnni else 7)
     monkeypatch.setattr("inference.kokoro_config.int8_convolutions", lambda: int8)
     assert KokoroConfig().resolved_decoder() == expected
+    assert set(DECODERS) == {"auto", "onnx", *_CONV_DTYPES}  # every PyTorch decoder has a dtype
     assert KokoroConfig(decoder="onnx").resolved_decoder() == "onnx"
 
 
