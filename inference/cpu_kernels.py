@@ -4,9 +4,9 @@ fused integer convolutions with when ``conv_dtype`` is ``torch.int8``.
 
 ``qconv`` quantises the input per tensor as ONNX's ``DynamicQuantizeLinear`` does and hands it,
 with the int8 weights ``pack_int8`` packed once, to oneDNN's quantised convolution; on a graph
-quantised by ONNX Runtime that reproduces its integer run. A dilated convolution runs on its
-input's polyphase view with the kernel undilated, which oneDNN's int8 kernel runs 1.4-2x faster
-(docs/benchmarks.md, "Faster int8 windows"). A CPU without VNNI adds pairs of 8-bit products
+quantised by ONNX Runtime that reproduces its integer run. Where oneDNN has VNNI or AMX, a dilated
+convolution runs on its input's polyphase view with the kernel undilated, which its int8 kernel
+runs 1.4-2x faster (docs/benchmarks.md, "Faster int8 windows"; ``polyphase_dilated``). A CPU without VNNI adds pairs of 8-bit products
 in 16 bits, which large weights can overflow (``int8_weight_bits``); there weights that would
 are centred per output channel, and what that took out is added back exactly.
 """
@@ -80,12 +80,11 @@ def pack_int8(weight: torch.Tensor, a: Mapping[str, Any]) -> Int8Conv | None:
     centred first (``_saturates``); Kokoro's unsigned 7-bit weights minus their zero point all
     run, uncentred), and that convolution runs in float32.
 
-    A 1-d convolution runs as a 2-d one of height 1, except a dilated one of stride 1 padded to
-    keep its length (odd kernel, padding dilation x (kernel - 1) / 2). Such a convolution with
-    dilation d convolves each of the input's d phases (every d-th sample) on its own with the
-    kernel undilated, and ``_polyphase`` lays the phases out as the columns of a 2-d input with
-    no copy. oneDNN's int8 kernel runs that undilated (kernel x 1) convolution 1.4-2x faster than
-    the dilated one of the same arithmetic (docs/benchmarks.md)."""
+    A 1-d convolution runs as a 2-d one of height 1, except, where ``polyphase_dilated``, a
+    dilated one of stride 1 padded to keep its length (odd kernel, padding dilation x (kernel -
+    1) / 2). Such a convolution with dilation d convolves each of the input's d phases (every
+    d-th sample) on its own with the kernel undilated, and ``_polyphase`` lays the phases out as
+    the columns of a 2-d input with no copy."""
     bits = int8_weight_bits()
     low, high = _weight_range(bits)
     if low <= weight.min() and weight.max() <= high:
@@ -132,7 +131,7 @@ def _pack(weight: torch.Tensor, a: Mapping[str, Any],
     step, pad = a.get("strides", [1])[0], a.get("pads", [0, 0])[0]
     dilation = a.get("dilations", [1])[0]
     phases = dilation if (dilation > 1 and step == 1 and kernel % 2 == 1
-                          and pad == dilation * (kernel - 1) // 2) else 1
+                          and pad == dilation * (kernel - 1) // 2 and polyphase_dilated()) else 1
     w8 = weight.round().to(torch.int8)
     if phases > 1:
         w4 = w8.unsqueeze(3)  # (out, in, kernel, 1): the kernel runs down each phase's column
@@ -272,12 +271,24 @@ def int8_weight_bits() -> int:
 
 
 @functools.cache
+def polyphase_dilated() -> bool:
+    """Whether a dilated int8 convolution runs on its input's polyphase view (``_polyphase``):
+    where oneDNN sums 8-bit weights exactly (``int8_weight_bits``: VNNI or AMX), whose kernels
+    (``brg_conv_fwd``) ran a dilated convolution 1.4-2x slower than the undilated one of the same
+    arithmetic on a 2-core Xeon with AVX-512 VNNI, and the view ran it 1.1-2x faster. Plain
+    AVX2's kernel (``jit_uni_int8:avx2``) runs it dilated as fast as undilated, and the view's
+    short rows 5-20 % slower (2-core AVX2 EPYC; docs/benchmarks.md, "Dilated convolutions on
+    AVX2"), so there it runs dilated."""
+    return int8_weight_bits() == 8
+
+
+@functools.cache
 def int8_convolutions() -> bool:
     """Whether this PyTorch runs oneDNN's quantised convolution (``TorchGraph`` with
     ``torch.int8``) and it gives what a float convolution of the same integers gives: for a
-    plain convolution, a dilated one (run on its polyphase view) and the largest weights
-    ``pack_int8`` lets through on this CPU against the largest inputs. The inputs lie on their
-    own quantisation grid (``on_grid``), so the two agree exactly."""
+    plain convolution, a dilated one (on its polyphase view where ``polyphase_dilated``) and
+    the largest weights ``pack_int8`` lets through on this CPU against the largest inputs. The
+    inputs lie on their own quantisation grid (``on_grid``), so the two agree exactly."""
     weight = torch.arange(-12.0, 12.0).reshape(2, 3, 4)
     scale, bias = torch.tensor([0.5, 0.25]), torch.tensor([1.0, -1.0])
     bits = int8_weight_bits()

@@ -26,9 +26,9 @@ a convolution with its bias and rescaling, the Snake activation and adaptive ins
 normalisation (``inference.graph_rewrites``): 1968 steps become 715. Convolutions run as 2-d
 convolutions of height 1 in channels-last layout, which oneDNN runs without reordering its
 operands, and element-wise operators keep that layout. On Kokoro's decoder this is about 2.2x
-faster than the plain node-by-node run (docs/benchmarks.md). With ``torch.int8`` a dilated
-convolution runs on its input's polyphase view with the kernel undilated
-(``inference.cpu_kernels.pack_int8``), which oneDNN's int8 kernel runs 1.4-2x faster.
+faster than the plain node-by-node run (docs/benchmarks.md). With ``torch.int8`` on a CPU with
+VNNI or AMX a dilated convolution runs on its input's polyphase view with the kernel undilated
+(``inference.cpu_kernels.pack_int8``), which oneDNN's int8 kernel there runs 1.4-2x faster.
 
 Only the operators and attribute values the graphs we run use are implemented; ``TorchGraph``
 refuses any other at load time (``ValueError``), never at run time. It is thread-safe: each run

@@ -394,16 +394,21 @@ def test_unsupported_graphs_are_refused_at_load_time() -> None:
     (3, 3, 1, 64, 3), (3, 3, 1, 65, 3), (7, 5, 1, 67, 5), (11, 3, 1, 97, 3), (5, 2, 1, 40, 2),
     (3, 1, 1, 64, 1), (4, 3, 1, 64, 1), (3, 3, 2, 64, 1)])
 @pytest.mark.parametrize("centre", [False, True])
+@pytest.mark.parametrize("polyphase", [True, False])
 def test_int8_convolutions_match_float_ones_dilated_or_not(
         monkeypatch: pytest.MonkeyPatch, kernel: int, dilation: int, stride: int, length: int,
-        phases: int, centre: bool) -> None:
+        phases: int, centre: bool, polyphase: bool) -> None:
     """An int8 convolution of an input on its own quantisation grid equals the float
-    convolution of it, dilated or not. A dilated one of stride 1 that keeps its length (odd
-    kernel) runs on the input's polyphase view, a time not a multiple of the dilation padded;
-    any other runs as it is. The weights span 128 values off centre, as unsigned 7-bit weights
-    minus their zero point do, and one channel's pairs of products overflow 16 bits: where
-    only 7 bits are summed exactly the channels outside [-64, 64] are centred and what that
-    took out is added back (``centre``: as if on such a CPU, whatever this one has)."""
+    convolution of it, dilated or not. Where ``polyphase_dilated`` says so, a dilated one of
+    stride 1 that keeps its length (odd kernel) runs on the input's polyphase view, a time not
+    a multiple of the dilation padded; any other runs as it is. The weights span 128 values off
+    centre, as unsigned 7-bit weights minus their zero point do, and one channel's pairs of
+    products overflow 16 bits: where only 7 bits are summed exactly the channels outside
+    [-64, 64] are centred and what that took out is added back (``centre``: as if on such a
+    CPU, whatever this one has)."""
+    monkeypatch.setattr("inference.cpu_kernels.polyphase_dilated", lambda: polyphase)
+    if not polyphase:
+        phases = 1
     if centre:
         monkeypatch.setattr("inference.cpu_kernels.int8_weight_bits", lambda: 7)
         monkeypatch.setattr("inference.cpu_kernels._saturates", lambda weight, a: True)
