@@ -266,7 +266,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--expires", default=None,
                         help="consent expiry: ISO date (valid through that day, UTC) or date-time")
     parser.add_argument("--api-key", "--key", dest="api_key", default=None,
-                        help="API key (default: $TIMBRE_API_KEY, else ./data/demo-api-key)")
+                        help="API key (default: $TIMBRE_API_KEY, else $DATA_DIR/demo-api-key)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds to wait for the profile before giving up (default: 600)")
     parser.set_defaults(func=main, parser=parser)

@@ -66,7 +66,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--key",
         default=None,
-        help="API key (default: $TIMBRE_API_KEY, else ./data/demo-api-key)",
+        help="API key (default: $TIMBRE_API_KEY, else $DATA_DIR/demo-api-key)",
     )
     parser.add_argument(
         "--words-per-s",
@@ -90,7 +90,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--language",
         type=_language,
         default=None,
-        help="a language the voice speaks, e.g. en, en-gb, es, fr, it, pt-br, hi for Kokoro "
+        help="a language the voice speaks, e.g. en, en-gb, es, fr, it, pt-br, hi, ja for Kokoro "
         "voices (joe speaks en only); default: the voice's own",
     )
     parser.set_defaults(func=main)

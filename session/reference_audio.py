@@ -291,6 +291,8 @@ def decode_reference(name: str, data: bytes, config: ReferenceChecks, *,
     """One file's bytes -> mono float32 at ``config.sample_rate_hz`` and its clipped-sample
     ratio (measured on the decoded samples at their own rate, before any mixing or resampling).
     Raises ``UndecodableAudio``, or ``TooLong`` past ``max_duration_s`` (default: the config's)."""
+    if not data:
+        raise UndecodableAudio(f"{name!r} is empty (0 bytes)")
     container = _sniff(data)
     if container is None:
         raise UndecodableAudio(f"{name!r} is not wav, mp3, flac, ogg or webm audio")

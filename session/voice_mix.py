@@ -90,6 +90,8 @@ class VoiceMixer:
         account = await self._tenants.account(tenant)
         check_profiles(account.tier, await self._stores.voices.count(tenant))
         sources = [await self._source(principal, part) for part in parts]
+        if len({s.part.voice_id for s in sources}) != len(sources):  # ``joe`` is ``piper:joe``
+            raise BadRequest("each voice may appear in a mix once")
         engines = {s.engine for s in sources}
         if len(engines) != 1:
             raise BadRequest(f"voices of different engines cannot be mixed ({sorted(engines)})")
@@ -128,7 +130,8 @@ class VoiceMixer:
         if not is_voice_id(part.voice_id):
             stock = self._catalog.resolve(part.voice_id)
             engine = stock.scheduler.engine.name
-            return _Source(part, engine, stock.engine_voice, None, {}, None, None)
+            return _Source(MixPart(stock.voice_id, part.weight), engine, stock.engine_voice,
+                           None, {}, None, None)
         profile = await self._stores.voices.get(principal.tenant, VoiceId(part.voice_id))
         if profile is None:
             raise UnknownVoice(f"no voice {part.voice_id!r}")

@@ -91,7 +91,8 @@ class VoiceCatalog:
         return ResolvedVoice(f"{engine_name}:{voice_id}", voice_id, scheduler)
 
     def _listing(self) -> str:
-        return ", ".join(self.voice_ids()) or "(none)"
+        stock = ", ".join(self.voice_ids()) or "(none)"
+        return f"{stock}, or a voice profile id (v_...; GET /v1/voices lists yours)"
 
 
 def profile_voice(catalog: VoiceCatalog, registry: VoiceRegistry,

@@ -117,6 +117,8 @@ def test_kokoro_stock_styles_blend_into_a_voice(server: RunningServer) -> None:
     ({"name": "x", "voices": [{"voice_id": "v_0123456789abcdef", "weight": 1},
                               {"voice_id": "kokoro:jf_nezumi", "weight": 1}]}, 404,
      "unknown_voice"),
+    ({"name": "x", "voices": [{"voice_id": "joe", "weight": 1},
+                              {"voice_id": "piper:joe", "weight": 1}]}, 400, "bad_request"),
     ({"voices": []}, 400, "bad_request"),
     ([1, 2], 400, "bad_request"),
 ])

@@ -202,6 +202,7 @@ def test_what_is_not_audio_is_undecodable(data: bytes) -> None:
     with pytest.raises(UndecodableAudio) as caught:
         decode_reference("upload", data, CONFIG)
     assert (caught.value.code, caught.value.http_status) == ("undecodable_audio", 422)
+    assert ("is empty" in str(caught.value)) == (data == b"")
 
 
 @pytest.mark.parametrize(("container", "codec"), [
