@@ -54,6 +54,8 @@ class UtteranceResult:
     audio_s: float
     ttfa_ms: float | None
     ttfa_from_first_text_ms: float | None
+    ttfs_ms: float | None
+    """Time to first speech (``loadtest.timing``)."""
     gaps_ms: tuple[float, ...]
     underruns: tuple[tuple[float, float], ...]
     """``(at_s, starved_s)`` of each underrun after first audio."""
@@ -109,6 +111,7 @@ def utterance_result(
         audio_s=record.audio_s,
         ttfa_ms=timing.ttfa_ms,
         ttfa_from_first_text_ms=timing.ttfa_from_first_text_ms,
+        ttfs_ms=timing.ttfs_ms,
         gaps_ms=timing.gaps_ms,
         underruns=underruns,
         level=level,

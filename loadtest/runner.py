@@ -7,8 +7,8 @@ for plots.
 Definitions (per utterance, i.e. per context):
 
 * ``ttfa_ms``: from the send of the text that completed the first speakable unit (the server
-  segmenter's rule) to the first audio frame; ``ttfa_from_first_text_ms`` from the first text sent.
-  See ``loadtest.timing``.
+  segmenter's rule) to the first audio frame; ``ttfa_from_first_text_ms`` from the first text sent;
+  ``ttfs_ms`` (time to first speech) to the first audible sample's playout. See ``loadtest.timing``.
 * ``gap_ms``: time between consecutive audio frames of one context.
 * ``underruns``: playout starvation after first audio, simulated with a jitter buffer of
   ``jitter_buffer_ms`` (default 100 ms; see ``loadtest.playout``): count and total starved ms.
@@ -161,10 +161,10 @@ async def execute(config: LoadTestConfig, rule: FirstUnitRule | None = None) -> 
 
 
 def summarize(run: LoadTestRun) -> dict[str, Any]:
-    """The report of a run: ``ttfa_ms``/``ttfa_from_first_text_ms`` ``{n,p50,p95,p99,mean,max}``,
-    ``gap_ms_p99``, ``underruns {count, starved_ms, utterances_with_underruns}``, ``errors``
-    (count by code), ``per_utterance`` (each turn's session, start, words, audio, TTFA and
-    underruns as ``[s after the turn's first text, starved s]`` and its distinct errors as
+    """The report of a run: ``ttfa_ms``/``ttfa_from_first_text_ms``/``ttfs_ms``
+    ``{n,p50,p95,p99,mean,max}``, ``gap_ms_p99``, ``underruns {count, starved_ms,
+    utterances_with_underruns}``, ``errors`` (count by code), ``per_utterance`` (each turn's
+    session, start, words, audio, TTFA, time to first speech and underruns as ``[s after the turn's first text, starved s]`` and its distinct errors as
     ``code: message``), ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct,
     cpu_max_pct, rss_max_mb, ...}`` and ``config``."""
     utterances = run.utterances
@@ -172,6 +172,7 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
     ttfa_first = [
         u.ttfa_from_first_text_ms for u in utterances if u.ttfa_from_first_text_ms is not None
     ]
+    ttfs = [u.ttfs_ms for u in utterances if u.ttfs_ms is not None]
     gaps = [g for u in utterances for g in u.gaps_ms]
     audio_s = sum(u.audio_s for u in utterances)
     gap_p99 = percentile(gaps, 99)
@@ -184,6 +185,7 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
         "utterances_completed": sum(1 for u in utterances if u.completed),
         "ttfa_ms": distribution(ttfa),
         "ttfa_from_first_text_ms": distribution(ttfa_first),
+        "ttfs_ms": distribution(ttfs),
         "gap_ms_p99": None if gap_p99 is None else round(gap_p99, 1),
         "gap_ms": distribution(gaps),
         "underruns": {
@@ -196,6 +198,7 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
             {"session": u.session, "turn": u.turn, "started_s": round(u.started_s, 3),
              "words": u.words, "audio_s": round(u.audio_s, 2), "completed": u.completed,
              "ttfa_ms": None if u.ttfa_ms is None else round(u.ttfa_ms, 1),
+             "ttfs_ms": None if u.ttfs_ms is None else round(u.ttfs_ms, 1),
              "underruns": [[round(at - u.started_s, 3), round(starved, 3)]
                            for at, starved in u.underruns],
              "errors": list(u.error_messages)}
@@ -225,6 +228,8 @@ def summary_text(summary: dict[str, Any]) -> str:
         ),
         f"TTFA (first unit) ms: p50 {t['p50']}  p95 {t['p95']}  p99 {t['p99']}",
         f"TTFA (first text) ms: p50 {f['p50']}  p95 {f['p95']}  p99 {f['p99']}",
+        (f"first speech (first unit) ms: p50 {summary['ttfs_ms']['p50']}  "
+         f"p95 {summary['ttfs_ms']['p95']}"),
         (
             f"inter-chunk gap p99 {summary['gap_ms_p99']} ms; underruns {u['count']} "
             f"({u['starved_ms']} ms starved, {u['utterances_with_underruns']} utterances)"

@@ -9,6 +9,10 @@ for its first speakable unit (a clause or a few words) before it synthesises any
   the first ``flush`` or ``close_context`` does (it makes the server speak what it has).
 * ``ttfa_from_first_text_ms``: from the send of the first text to the first audio frame (what a
   user of an LLM-paced agent waits, including the time the text took to arrive).
+* ``ttfs_ms`` (time to first speech): from the same moment as ``ttfa_ms`` until the first audible
+  sample (``SPEECH_DBFS``) can play: no sooner than its frame arrives, nor than the audio before
+  it has played from the first frame's arrival on. A voice that opens with silence is heard that
+  much later than its first frame; Kokoro's units open with 0.3-0.4 s of it.
 
 Inter-chunk gaps are the times between consecutive audio frames of the context.
 """
@@ -19,8 +23,14 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from realtime.client import ContextRecord
+from realtime.demux import PCM_S16LE
 from session.segment import SegmenterConfig, first_unit_ready_at
+
+SPEECH_DBFS = -40.0
+"""A 10 ms stretch of audio louder than this (RMS, dB of full scale) is speech, not silence."""
 
 FirstUnitRule = Callable[[Sequence[str]], int | None]
 """Given the text pieces of a context in the order they were sent, the index of the piece whose
@@ -44,6 +54,9 @@ class UtteranceTiming:
     ttfa_ms: float | None
     ttfa_from_first_text_ms: float | None
     gaps_ms: tuple[float, ...]
+    ttfs_ms: float | None
+    """Time to first speech (``None`` also where the audio never rises above silence or is not
+    16-bit PCM)."""
     first_unit_words: int | None
     """Words sent when the first unit became complete (``None``: a flush or close completed it)."""
 
@@ -77,4 +90,30 @@ def utterance_timing(record: ContextRecord, rule: FirstUnitRule) -> UtteranceTim
     from_first_text = None
     if first_audio is not None and record.texts:
         from_first_text = (first_audio - record.texts[0].at_s) * 1000.0
-    return UtteranceTiming(ttfa, from_first_text, gaps, unit_words)
+    heard = first_speech_s(record)
+    ttfs = None if heard is None or ready_at is None else (heard - ready_at) * 1000.0
+    return UtteranceTiming(ttfa, from_first_text, gaps, ttfs, unit_words)
+
+
+def first_speech_s(record: ContextRecord) -> float | None:
+    """When the context's first audible sample can play (client clock): the later of its frame's
+    arrival and the first frame's arrival plus the audio before it. ``None`` when no 10 ms of
+    the audio is louder than ``SPEECH_DBFS`` or the audio is not 16-bit PCM."""
+    if record.audio_format != PCM_S16LE or not record.frames:
+        return None
+    samples = np.frombuffer(bytes(record.audio[: len(record.audio) // 2 * 2]), dtype="<i2")
+    step = max(1, record.sample_rate_hz // 100)
+    count = len(samples) // step
+    if count == 0:
+        return None
+    blocks = samples[: count * step].astype(np.float64).reshape(count, step) / 32768.0
+    loud = np.flatnonzero(np.sqrt((blocks ** 2).mean(axis=1)) > 10 ** (SPEECH_DBFS / 20))
+    if loud.size == 0:
+        return None
+    onset_byte = int(loud[0]) * step * 2
+    received = 0
+    for frame in record.frames:
+        received += frame.n_bytes
+        if received > onset_byte:
+            return max(frame.at_s, record.frames[0].at_s + onset_byte / 2 / record.sample_rate_hz)
+    return None

@@ -125,11 +125,11 @@ def test_the_report_lists_each_utterance_with_its_underruns_and_errors() -> None
 
     turn = UtteranceResult(session=1, turn=0, started_s=2.0, words=12, completed=True,
                            audio_s=4.0, ttfa_ms=350.0, ttfa_from_first_text_ms=600.0,
-                           gaps_ms=(10.0,), underruns=((3.1, 0.25), (4.0, 0.05)), level=(),
+                           ttfs_ms=420.0, gaps_ms=(10.0,), underruns=((3.1, 0.25), (4.0, 0.05)), level=(),
                            error_codes=())
     refused = UtteranceResult(session=1, turn=1, started_s=6.0, words=3, completed=False,
                               audio_s=0.0, ttfa_ms=None, ttfa_from_first_text_ms=None,
-                              gaps_ms=(), underruns=(), level=(),
+                              ttfs_ms=None, gaps_ms=(), underruns=(), level=(),
                               error_codes=("server_busy",),
                               error_messages=("server_busy: at capacity",))
     run = LoadTestRun(LoadTestConfig(url="ws://x"), started_s=0.0, wall_s=10.0,
@@ -138,7 +138,37 @@ def test_the_report_lists_each_utterance_with_its_underruns_and_errors() -> None
     assert report["underruns"]["count"] == 2
     assert report["per_utterance"] == [
         {"session": 1, "turn": 0, "started_s": 2.0, "words": 12, "audio_s": 4.0,
-         "completed": True, "ttfa_ms": 350.0, "underruns": [[1.1, 0.25], [2.0, 0.05]],
+         "completed": True, "ttfa_ms": 350.0, "ttfs_ms": 420.0, "underruns": [[1.1, 0.25], [2.0, 0.05]],
          "errors": []},
         {"session": 1, "turn": 1, "started_s": 6.0, "words": 3, "audio_s": 0.0,
-         "completed": False, "ttfa_ms": None, "underruns": [], "errors": ["server_busy: at capacity"]}]
+         "completed": False, "ttfa_ms": None, "ttfs_ms": None, "underruns": [], "errors": ["server_busy: at capacity"]}]
+
+
+def test_time_to_first_speech_counts_the_silence_a_voice_opens_with() -> None:
+    """Audio that opens with 0.4 s of silence is heard 0.4 s after its first frame plays; a
+    loud sample whose frame arrives later than that is heard when it arrives; silence, or a
+    format without fixed samples, has no time to first speech."""
+    import numpy as np
+
+    from loadtest.timing import first_speech_s, utterance_timing
+    from realtime.demux import ContextRecord, FrameArrived, TextSent
+
+    rate = 24000
+    audio = np.zeros(rate, dtype="<i2")
+    audio[int(0.4 * rate):] = 8000  # a loud tone after 0.4 s of silence
+    record = ContextRecord("c", rate, texts=[TextSent(1.0, "Hello there.", 2)])
+    record.audio.extend(audio.tobytes())
+    half = len(record.audio) // 2
+    record.frames += [FrameArrived(1.3, 0, half), FrameArrived(1.5, 1, half)]
+    assert first_speech_s(record) == pytest.approx(1.7)  # 1.3 + 0.4 s of silence played
+    timing = utterance_timing(record, lambda pieces: 0)
+    assert timing.ttfa_ms == pytest.approx(300.0) and timing.ttfs_ms == pytest.approx(700.0)
+    record.frames[1] = FrameArrived(2.5, 1, half)
+    record.frames[0] = FrameArrived(1.3, 0, int(0.3 * rate) * 2)  # the tone is in a late frame
+    assert first_speech_s(record) == pytest.approx(2.5)
+    silent = ContextRecord("s", rate, audio=bytearray(bytes(4800)),
+                           frames=[FrameArrived(1.0, 0, 4800)])
+    assert first_speech_s(silent) is None
+    other = ContextRecord("m", 8000, audio_format="mulaw", audio=bytearray(b"\xff" * 800),
+                          frames=[FrameArrived(1.0, 0, 800)])
+    assert first_speech_s(other) is None
