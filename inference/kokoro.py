@@ -308,7 +308,8 @@ class KokoroEngine:
             if (request is not None and item.request_id not in waiting and item.buffered_s
                     and not self._lanes.decoding(item.request_id)):
                 size, _, lo, hi = self._window_for(request, item)
-                windows.append(Window(now, hi - lo, size, item.buffered_s))
+                first, last = decoded_span(request, lo, hi)
+                windows.append(Window(now, last - first, size, item.buffered_s))
         cap_s = 0.0
         if any(runs_dry_if_shared(window, now, self._s_per_frame) for window in windows):
             cap_s = FIRST_WINDOW_HOLD_S
@@ -475,12 +476,12 @@ class KokoroEngine:
         request.last_chunk = size
         began = time.perf_counter()
         shared_before = 0.0 if self._lanes is None else self._lanes.others_s()
-        request.decoding = Window(began, hi - lo, size, item.buffered_s)
+        first, last = decoded_span(request, lo, hi)
+        request.decoding = Window(began, last - first, size, item.buffered_s)
         try:
             window = self._run_decoder(request, lo, hi)
         finally:
             request.decoding = None
-        first, last = decoded_span(request, lo, hi)
         self._learn_speed(last - first, time.perf_counter() - began, shared_before)
         audio = window[(start - lo) * SAMPLES_PER_FRAME:(end - lo) * SAMPLES_PER_FRAME].copy()
         fade = min(len(request.tail), len(audio))
