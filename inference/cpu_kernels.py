@@ -4,11 +4,12 @@ fused integer convolutions with when ``conv_dtype`` is ``torch.int8``.
 
 ``qconv`` quantises the input per tensor as ONNX's ``DynamicQuantizeLinear`` does and hands it,
 with the int8 weights ``pack_int8`` packed once, to oneDNN's quantised convolution; on a graph
-quantised by ONNX Runtime that reproduces its integer run. Where oneDNN has VNNI or AMX, a dilated
-convolution runs on its input's polyphase view with the kernel undilated, which its int8 kernel
-runs 1.4-2x faster (docs/benchmarks.md, "Faster int8 windows"; ``polyphase_dilated``). A CPU without VNNI adds pairs of 8-bit products
-in 16 bits, which large weights can overflow (``int8_weight_bits``); there weights that would
-are centred per output channel, and what that took out is added back exactly.
+quantised by ONNX Runtime that reproduces its integer run. Where oneDNN has VNNI or AMX, a
+dilated convolution runs on its input's polyphase view with the kernel undilated, which its int8
+kernel runs 1.4-2x faster (docs/benchmarks.md, "Faster int8 windows"; ``polyphase_dilated``). A
+CPU without VNNI adds pairs of 8-bit products in 16 bits, which large weights can overflow
+(``int8_weight_bits``); there weights that would are centred per output channel, and what that
+took out is added back exactly.
 """
 
 from __future__ import annotations

@@ -164,9 +164,10 @@ def summarize(run: LoadTestRun) -> dict[str, Any]:
     """The report of a run: ``ttfa_ms``/``ttfa_from_first_text_ms``/``ttfs_ms``
     ``{n,p50,p95,p99,mean,max}``, ``gap_ms_p99``, ``underruns {count, starved_ms,
     utterances_with_underruns}``, ``errors`` (count by code), ``per_utterance`` (each turn's
-    session, start, words, audio, TTFA, time to first speech and underruns as ``[s after the turn's first text, starved s]`` and its distinct errors as
-    ``code: message``), ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct,
-    cpu_max_pct, rss_max_mb, ...}`` and ``config``."""
+    session, start, words, audio, TTFA, time to first speech and underruns as ``[s after the
+    turn's first text, starved s]`` and its distinct errors as ``code: message``),
+    ``sessions``, ``utterances``, ``audio_s_per_s``, ``server {cpu_mean_pct, cpu_max_pct,
+    rss_max_mb, ...}`` and ``config``."""
     utterances = run.utterances
     ttfa = [u.ttfa_ms for u in utterances if u.ttfa_ms is not None]
     ttfa_first = [

@@ -125,8 +125,8 @@ def test_the_report_lists_each_utterance_with_its_underruns_and_errors() -> None
 
     turn = UtteranceResult(session=1, turn=0, started_s=2.0, words=12, completed=True,
                            audio_s=4.0, ttfa_ms=350.0, ttfa_from_first_text_ms=600.0,
-                           ttfs_ms=420.0, gaps_ms=(10.0,), underruns=((3.1, 0.25), (4.0, 0.05)), level=(),
-                           error_codes=())
+                           ttfs_ms=420.0, gaps_ms=(10.0,), underruns=((3.1, 0.25), (4.0, 0.05)),
+                           level=(), error_codes=())
     refused = UtteranceResult(session=1, turn=1, started_s=6.0, words=3, completed=False,
                               audio_s=0.0, ttfa_ms=None, ttfa_from_first_text_ms=None,
                               ttfs_ms=None, gaps_ms=(), underruns=(), level=(),
@@ -138,10 +138,11 @@ def test_the_report_lists_each_utterance_with_its_underruns_and_errors() -> None
     assert report["underruns"]["count"] == 2
     assert report["per_utterance"] == [
         {"session": 1, "turn": 0, "started_s": 2.0, "words": 12, "audio_s": 4.0,
-         "completed": True, "ttfa_ms": 350.0, "ttfs_ms": 420.0, "underruns": [[1.1, 0.25], [2.0, 0.05]],
-         "errors": []},
+         "completed": True, "ttfa_ms": 350.0, "ttfs_ms": 420.0,
+         "underruns": [[1.1, 0.25], [2.0, 0.05]], "errors": []},
         {"session": 1, "turn": 1, "started_s": 6.0, "words": 3, "audio_s": 0.0,
-         "completed": False, "ttfa_ms": None, "ttfs_ms": None, "underruns": [], "errors": ["server_busy: at capacity"]}]
+         "completed": False, "ttfa_ms": None, "ttfs_ms": None, "underruns": [],
+         "errors": ["server_busy: at capacity"]}]
 
 
 def test_time_to_first_speech_counts_the_silence_a_voice_opens_with() -> None:
