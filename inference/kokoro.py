@@ -81,11 +81,12 @@ from inference.kokoro_voice import KokoroVoice, stock_voices
 from inference.kokoro_windows import (
     FIRST_WINDOW_HOLD_S,
     SHARED_SLOWDOWN,
-    WINDOW_BUCKET_FRAMES,
     Window,
     bucketed,
     common_windows,
+    decoded_span,
     next_chunk,
+    quiet_edges,
     runs_dry_if_shared,
     shared_start_s,
     short_to_share,
@@ -100,16 +101,6 @@ MAX_LOADED_VOICES = 256
 """Profile voices kept decoded on the model thread besides the stock ones."""
 
 _WARMUP_TEXT = "Warming up the voice."
-SPEECH_ENERGY = -3.0
-"""The frontend's predicted energy (``n``, two values a frame) above which a frame holds
-speech. Kokoro's silence at a unit's edges sits at -10 to -4 (the audio 70 dB or more below its
-peak), and speech rises through it within a frame or two."""
-EDGE_FRAMES = WINDOW_BUCKET_FRAMES
-"""Frames of a unit's edge silence decoded but not sent (``KokoroConfig.quiet_edges``): one
-bucket, so windows keep their bucketed lengths."""
-EDGE_KEEP_LEAD = 1
-EDGE_KEEP_TAIL = 10
-"""Frames of silence a unit keeps before its first and after its last speech, at least."""
 SPEED_PROBE_FRAMES = 96
 """Frames of the warm window ``warmup`` times to seed the measured decoder speed."""
 _WARMUP_ID = RequestId(-1)
@@ -308,7 +299,7 @@ class KokoroEngine:
             if (request is not None and item.request_id not in waiting and item.buffered_s
                     and not self._lanes.decoding(item.request_id)):
                 size, _, lo, hi = self._window_for(request, item)
-                first, last = decoded_span(request, lo, hi)
+                first, last = decoded_span(request.lead, request.trail, request.frames, lo, hi)
                 windows.append(Window(now, last - first, size, item.buffered_s))
         cap_s = 0.0
         if any(runs_dry_if_shared(window, now, self._s_per_frame) for window in windows):
@@ -476,7 +467,7 @@ class KokoroEngine:
         request.last_chunk = size
         began = time.perf_counter()
         shared_before = 0.0 if self._lanes is None else self._lanes.others_s()
-        first, last = decoded_span(request, lo, hi)
+        first, last = decoded_span(request.lead, request.trail, request.frames, lo, hi)
         request.decoding = Window(began, last - first, size, item.buffered_s)
         try:
             window = self._run_decoder(request, lo, hi)
@@ -495,7 +486,7 @@ class KokoroEngine:
     def _run_decoder(self, request: _Request, lo: int, hi: int) -> _F32:
         """The audio of sent frames ``lo:hi``; a window at either end of the unit also decodes
         the silence there that is not sent (``_Request.lead``, ``trail``), as context."""
-        first, last = decoded_span(request, lo, hi)
+        first, last = decoded_span(request.lead, request.trail, request.frames, lo, hi)
         audio = self._decoder(request.asr[:, :, first:last], request.f0[:, 2 * first:2 * last],
                               request.n[:, 2 * first:2 * last],
                               request.phase[:, 2 * first:2 * last], request.style)
@@ -580,28 +571,6 @@ class _TorchDecoder:
             "style": np.zeros((1, 256), np.float32),
         }
         self(**feeds)
-
-
-def quiet_edges(n: _F32) -> tuple[int, int]:
-    """Frames of a unit's leading and trailing silence to decode as context but not send:
-    ``EDGE_FRAMES`` at an edge where the frontend's predicted energy (``n`` [1, 2 * frames], a
-    frame's mean) stays under ``SPEECH_ENERGY`` for that many frames more than the unit keeps
-    (``EDGE_KEEP_LEAD``, ``EDGE_KEEP_TAIL``), else none."""
-    energy = n.reshape(-1, 2).mean(axis=1)
-    loud = np.flatnonzero(energy > SPEECH_ENERGY)
-    if loud.size == 0:
-        return 0, 0
-    quiet_after = len(energy) - 1 - int(loud[-1])
-    return (EDGE_FRAMES if int(loud[0]) >= EDGE_FRAMES + EDGE_KEEP_LEAD else 0,
-            EDGE_FRAMES if quiet_after >= EDGE_FRAMES + EDGE_KEEP_TAIL else 0)
-
-
-def decoded_span(request: _Request, lo: int, hi: int) -> tuple[int, int]:
-    """The tensors' frames a window of sent frames ``lo:hi`` decodes: those, and the unsent
-    edge silence where the window reaches an edge."""
-    first = 0 if lo == 0 else request.lead + lo
-    last = request.lead + hi + (request.trail if hi == request.frames else 0)
-    return first, last
 
 
 def _word_spans(words: Sequence[str], owners: Sequence[int],

@@ -137,7 +137,7 @@ class KokoroConfig:
     """Do not send the model's silence at a unit's edges: Kokoro opens every unit with 13-17
     frames (0.33-0.42 s) of it and closes it with 20-30, so a listener heard nothing for 0.35 s
     after the first audio came, and two streamed sentences sat about 1.1 s apart. Where an edge
-    has enough of it, 12 frames (``kokoro.EDGE_FRAMES``) are decoded with the window at that
+    has enough of it, 12 frames (``kokoro_windows.EDGE_FRAMES``) are decoded with the window at that
     edge, as context, and not sent; the unit keeps at least 1 frame of silence before its speech
     and 10 after. Cutting the frames before decoding instead changed the decoder's
     normalisation statistics and lost words (docs/benchmarks.md, "Time to first speech")."""

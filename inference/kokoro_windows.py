@@ -6,7 +6,8 @@ buffer and the decoder's measured speed: how long the next chunk is (``next_chun
 lengths the PyTorch decoder uses and warms up (``bucketed``, ``common_windows``), and whether a
 window decoding beside a newcomer's would run its client dry (``runs_dry_if_shared``, for
 ``KokoroConfig.hold_first_windows``) or leave it too little to go on sharing the cores
-(``short_to_share``, for ``KokoroConfig.ramp_hold_s``). Everything here is arithmetic on numbers
+(``short_to_share``, for ``KokoroConfig.ramp_hold_s``), and which of a unit's edge silence is
+decoded but not sent (``quiet_edges``, ``decoded_span``). Everything here is arithmetic on numbers
 the engine passes in; the engine owns the state.
 """
 
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from inference.engine import DecodeItem
 from inference.kokoro_graph import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
@@ -26,6 +30,16 @@ GROWTH_SHARE = 0.8
 (``KokoroConfig.grow_chunks``)."""
 WINDOW_BUCKET_FRAMES = 12
 """The PyTorch decoder's windows are a multiple of this many frames long (``bucketed``)."""
+SPEECH_ENERGY = -3.0
+"""The frontend's predicted energy (``n``, two values a frame) above which a frame holds
+speech. Kokoro's silence at a unit's edges sits at -10 to -4 (the audio 70 dB or more below its
+peak), and speech rises through it within a frame or two."""
+EDGE_FRAMES = WINDOW_BUCKET_FRAMES
+"""Frames of a unit's edge silence decoded but not sent (``KokoroConfig.quiet_edges``): one
+bucket, so windows keep their bucketed lengths."""
+EDGE_KEEP_LEAD = 1
+EDGE_KEEP_TAIL = 10
+"""Frames of silence a unit keeps before its first and after its last speech, at least."""
 SHARED_SLOWDOWN = 1.8
 """How much longer a window takes while another decodes beside it on 2 cores (one window 157-183
 frames/s, each of two 96-103: ``benchmarks/kokoro_lanes.py``)."""
@@ -188,3 +202,26 @@ def common_windows(cfg: KokoroConfig) -> list[int]:
     smallest = _bucket(cfg.first_chunk_frames + cfg.first_context_frames)
     largest = _bucket(cfg.chunk_frames + 2 * cfg.context_frames)
     return list(range(smallest, largest + 1, WINDOW_BUCKET_FRAMES))
+
+
+def quiet_edges(n: npt.NDArray[np.float32]) -> tuple[int, int]:
+    """Frames of a unit's leading and trailing silence to decode as context but not send:
+    ``EDGE_FRAMES`` at an edge where the frontend's predicted energy (``n`` [1, 2 * frames], a
+    frame's mean) stays under ``SPEECH_ENERGY`` for that many frames more than the unit keeps
+    (``EDGE_KEEP_LEAD``, ``EDGE_KEEP_TAIL``), else none."""
+    energy = n.reshape(-1, 2).mean(axis=1)
+    loud = np.flatnonzero(energy > SPEECH_ENERGY)
+    if loud.size == 0:
+        return 0, 0
+    quiet_after = len(energy) - 1 - int(loud[-1])
+    return (EDGE_FRAMES if int(loud[0]) >= EDGE_FRAMES + EDGE_KEEP_LEAD else 0,
+            EDGE_FRAMES if quiet_after >= EDGE_FRAMES + EDGE_KEEP_TAIL else 0)
+
+
+def decoded_span(lead: int, trail: int, frames: int, lo: int, hi: int) -> tuple[int, int]:
+    """The frames a window of sent frames ``lo:hi`` decodes, of a unit that sends ``frames``
+    between ``lead`` and ``trail`` unsent ones: those, and the unsent edge silence where the
+    window reaches an edge."""
+    first = 0 if lo == 0 else lead + lo
+    last = lead + hi + (trail if hi == frames else 0)
+    return first, last

@@ -39,7 +39,6 @@ from inference.engine import (
 from inference.kokoro import (
     _CONV_DTYPES,
     DEFAULT_CACHE_DIR,
-    EDGE_FRAMES,
     KokoroEngine,
     _to_audio,
 )
@@ -55,6 +54,7 @@ from inference.kokoro_lanes import Lanes, covered
 from inference.kokoro_text import tokenize
 from inference.kokoro_voice import MEAN_VOICE, KokoroVoice, mix
 from inference.kokoro_windows import (
+    EDGE_FRAMES,
     Window,
     bucketed,
     common_windows,
